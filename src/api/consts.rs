@@ -1,0 +1,23 @@
+//! Annotation keys, condition types and defaults shared by every part of the operator.
+
+/// RFC3339 time of the last import that changed the stream; removing it forces a full re-import.
+pub const DOCKER_REPOSITORY_CHECK: &str = "openshift.io/image.dockerRepositoryCheck";
+/// Stream-wide permission to use TLS without verification, or plain HTTP.
+pub const INSECURE_REPOSITORY: &str = "openshift.io/image.insecureRepository";
+/// A pull secret carrying this annotation set to "true" is never used for imports.
+pub const EXCLUDE_SECRET: &str = "openshift.io/image.excludeSecret";
+/// Spec-tag annotations choosing the platform when a Legacy import meets a manifest list.
+pub const PREFER_ARCH: &str = "importer.image.openshift.io/prefer-arch";
+pub const PREFER_OS: &str = "importer.image.openshift.io/prefer-os";
+/// Workload annotation holding the JSON list of image triggers.
+pub const TRIGGERS: &str = "image.openshift.io/triggers";
+/// Workload annotation asking for short names to be resolved against image streams.
+pub const RESOLVE_NAMES: &str = "alpha.image.policy.openshift.io/resolve-names";
+
+/// The only condition type OpenShift writes on a status tag; only ever with status "False".
+pub const IMPORT_SUCCESS: &str = "ImportSuccess";
+
+pub const DEFAULT_TAG: &str = "latest";
+
+/// Field manager for everything the import controller writes.
+pub const FIELD_MANAGER: &str = "imagestream-operator";

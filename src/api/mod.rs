@@ -1,0 +1,9 @@
+//! The `image.openshift.io/v1` ImageStream API, field for field as OpenShift serves it, so that
+//! manifests written for OpenShift apply unchanged. Semantics live in `import/`; this module only
+//! describes shapes, defaults and static validation (which the CRD schema enforces at apply time).
+
+mod consts;
+mod stream;
+
+pub use consts::*;
+pub use stream::*;

@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// An image stream: named tags, each pinned to a registry digest, with history.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "image.openshift.io",
+    version = "v1",
+    kind = "ImageStream",
+    plural = "imagestreams",
+    shortname = "is",
+    category = "all",
+    namespaced,
+    status = "ImageStreamStatus",
+    derive = "PartialEq",
+    doc = "An ImageStream: a set of tags, each resolved to an image digest and kept with its history",
+    printcolumn(
+        name = "Image Repository",
+        type_ = "string",
+        json_path = ".status.dockerImageRepository"
+    ),
+    printcolumn(name = "Tags", type_ = "string", json_path = ".status.tags[*].tag"),
+    printcolumn(
+        name = "Updated",
+        type_ = "date",
+        json_path = ".metadata.annotations.openshift\\.io/image\\.dockerRepositoryCheck"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.dockerImageRepository) || !(self.dockerImageRepository.contains('@') || self.dockerImageRepository.matches(':[^/]*$'))"
+).message("spec.dockerImageRepository must be a repository without a tag or digest, e.g. quay.io/org/app; put tags in spec.tags"))]
+pub struct ImageStreamSpec {
+    /// When true, pods and workloads in this namespace may use this stream's short name as image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_policy: Option<ImageLookupPolicy>,
+    /// Deprecated in OpenShift: import every tag of this upstream repository (at most 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxLength" = 1024))]
+    pub docker_image_repository: Option<String>,
+    /// The tags this stream tracks, keyed by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub tags: Option<Vec<TagReference>>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageLookupPolicy {
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// One spec tag: where its image comes from and how it is imported and referenced.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.importPolicy) || !has(self.importPolicy.scheduled) || !self.importPolicy.scheduled || !has(self.from) || self.from.kind == 'DockerImage'"
+).message("only tags pointing to Docker repositories may be scheduled for background import: remove importPolicy.scheduled or use from.kind DockerImage"))]
+pub struct TagReference {
+    pub name: String,
+    /// Free-form annotations (description, tags, supports, sampleRepo, prefer-arch, ...).
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<TagSource>,
+    /// A reference tag records `from.name` verbatim and is never imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<bool>,
+    /// Re-import request: a value above the tag's observed generation (or 0) asks for an import.
+    #[serde(default)]
+    pub generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"importMode": "Legacy"}))]
+    pub import_policy: Option<TagImportPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"type": "Source"}))]
+    pub reference_policy: Option<TagReferencePolicy>,
+}
+
+/// OpenShift's `from`: a core ObjectReference restricted to the three image source kinds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagSource {
+    #[schemars(extend("maxLength" = 32))]
+    pub kind: SourceKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Accepted for ObjectReference compatibility; must be empty, as in OpenShift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = [""]))]
+    pub api_version: Option<String>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    DockerImage,
+    ImageStreamTag,
+    ImageStreamImage,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagImportPolicy {
+    /// Allow TLS without verification, and plain HTTP when HTTPS fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
+    /// Re-import periodically (cluster-wide interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Legacy"))]
+    pub import_mode: Option<ImportMode>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ImportMode {
+    /// A manifest list is narrowed to one platform and the tag points at that image.
+    #[default]
+    Legacy,
+    /// The tag points at the manifest list itself.
+    PreserveOriginal,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TagReferencePolicy {
+    #[serde(rename = "type")]
+    #[schemars(extend("default" = "Source"))]
+    pub type_: ReferencePolicyType,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReferencePolicyType {
+    /// Consumers pull from the upstream registry by digest.
+    #[default]
+    Source,
+    /// Consumers pull through `status.dockerImageRepository` (a pull-through registry).
+    Local,
+}
+
+/// Observed state: per tag, the history of images it pointed to, newest first.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStreamStatus {
+    #[serde(default)]
+    pub docker_image_repository: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_docker_image_repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["tag"]))]
+    pub tags: Vec<NamedTagEventList>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamedTagEventList {
+    pub tag: String,
+    /// History, newest first; items[0] is the current image.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub items: Vec<TagEvent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<TagEventCondition>,
+    /// Extension: fingerprint of the spec tag's import-relevant fields at the last import
+    /// attempt. A different fingerprint is this operator's equivalent of OpenShift bumping the
+    /// tag generation when `from`, `reference` or `importMode` change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_spec: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagEvent {
+    pub created: Time,
+    pub docker_image_reference: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub generation: i64,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagEventCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub generation: i64,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl TagReference {
+    pub fn is_reference(&self) -> bool {
+        self.reference.unwrap_or(false)
+    }
+    pub fn import_mode(&self) -> ImportMode {
+        self.import_policy
+            .as_ref()
+            .and_then(|p| p.import_mode)
+            .unwrap_or_default()
+    }
+    pub fn scheduled(&self) -> bool {
+        self.import_policy
+            .as_ref()
+            .and_then(|p| p.scheduled)
+            .unwrap_or(false)
+    }
+    pub fn insecure(&self) -> bool {
+        self.import_policy
+            .as_ref()
+            .and_then(|p| p.insecure)
+            .unwrap_or(false)
+    }
+    pub fn reference_policy(&self) -> ReferencePolicyType {
+        self.reference_policy
+            .as_ref()
+            .map(|p| p.type_)
+            .unwrap_or_default()
+    }
+    /// OpenShift's `tagImportable`: only non-reference DockerImage tags talk to registries.
+    pub fn importable(&self) -> bool {
+        matches!(&self.from, Some(f) if f.kind == SourceKind::DockerImage) && !self.is_reference()
+    }
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+impl ImageStream {
+    pub fn spec_tags(&self) -> &[TagReference] {
+        self.spec.tags.as_deref().unwrap_or_default()
+    }
+    pub fn spec_tag(&self, name: &str) -> Option<&TagReference> {
+        self.spec_tags().iter().find(|t| t.name == name)
+    }
+    pub fn status_tag(&self, name: &str) -> Option<&NamedTagEventList> {
+        self.status.as_ref()?.tags.iter().find(|t| t.tag == name)
+    }
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+    pub fn insecure_repository(&self) -> bool {
+        self.annotation(crate::api::INSECURE_REPOSITORY) == Some("true")
+    }
+}
+
+impl NamedTagEventList {
+    /// OpenShift's observed generation: the newer of items[0] and the first ImportSuccess condition.
+    pub fn observed_generation(&self) -> i64 {
+        let item = self.items.first().map(|i| i.generation).unwrap_or(0);
+        let cond = self
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::api::IMPORT_SUCCESS)
+            .map(|c| c.generation)
+            .unwrap_or(0);
+        item.max(cond)
+    }
+}

@@ -1,0 +1,11 @@
+//! Import and reconcile: which tags to import (`plan`), how a spec tag is read (`spec`), the
+//! history rules (`history`), the pure status computation (`resolve`) and the kube-runtime
+//! wiring that performs the registry calls and writes (`controller`).
+
+pub mod history;
+pub mod plan;
+pub mod resolve;
+pub mod spec;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,10 @@
+//! imagestream-operator: OpenShift-style image streams for any Kubernetes cluster.
+//!
+//! The module map (see ARCHITECTURE.md): `api` (types), `registry` (talks to registries),
+//! `import` (tag resolution and the reconcile loop), `schedule` (when scheduled tags are due),
+//! `crdgen` (CRD YAML from the types).
+
+pub mod api;
+pub mod crdgen;
+pub mod import;
+pub mod registry;
