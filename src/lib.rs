@@ -8,3 +8,4 @@ pub mod api;
 pub mod crdgen;
 pub mod import;
 pub mod registry;
+pub mod schedule;

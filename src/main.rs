@@ -1,4 +1,10 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use imagestream_operator::import::controller::{self, Settings};
+use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
+use imagestream_operator::schedule::Scheduler;
 
 #[derive(Parser)]
 #[command(name = "imagestream-operator", version, about = "OpenShift-style image streams for Kubernetes")]
@@ -9,13 +15,128 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller against the cluster of the in-cluster config or the current KUBECONFIG context.
+    Run(RunArgs),
     /// Print the CustomResourceDefinition YAML generated from the API types.
     Crds,
 }
 
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// How often tags with importPolicy.scheduled are re-checked (e.g. 15m, 30s, 5s).
+    #[arg(long, env = "SCHEDULED_IMPORT_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    scheduled_import_interval: Duration,
+    /// Cluster-wide budget of scheduled stream checks per minute (burst: twice this); 0 = unlimited.
+    #[arg(long, env = "MAX_SCHEDULED_IMPORTS_PER_MINUTE", default_value_t = 60)]
+    max_scheduled_imports_per_minute: u32,
+    /// History items kept per tag; 0 keeps everything.
+    #[arg(long, env = "MAX_HISTORY", default_value_t = 10)]
+    max_history: usize,
+    /// Host of a pull-through registry: status.dockerImageRepository becomes <host>/<ns>/<name>.
+    #[arg(long, env = "LOCAL_REGISTRY")]
+    local_registry: Option<String>,
+    /// Registries that may be used without TLS verification or over plain HTTP (comma-separated).
+    #[arg(long, env = "INSECURE_REGISTRIES", value_delimiter = ',')]
+    insecure_registries: Vec<String>,
+    /// Only these registries may be imported from (host, host:port or *.domain; comma-separated).
+    #[arg(long, env = "ALLOWED_REGISTRIES", value_delimiter = ',')]
+    allowed_registries: Vec<String>,
+    /// Registries never contacted, on top of link-local and cloud metadata addresses.
+    #[arg(long, env = "BLOCKED_REGISTRIES", value_delimiter = ',')]
+    blocked_registries: Vec<String>,
+    /// Let spec tags copy from image streams in other namespaces (the writer's access is not checked).
+    #[arg(long, env = "ALLOW_CROSS_NAMESPACE_SOURCES")]
+    allow_cross_namespace_sources: bool,
+    /// Platform picked from a manifest list in Legacy mode when a tag states no preference.
+    #[arg(long, env = "DEFAULT_PLATFORM", default_value = "linux/amd64")]
+    default_platform: String,
+    /// Streams reconciled at once.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Log format: text or json. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 15m, 30s or 1h"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let (default_os, default_arch) = args
+        .default_platform
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
+    let resolver = OciResolver::new(ResolverConfig {
+        insecure_registries: args.insecure_registries,
+        allowed_registries: args.allowed_registries,
+        blocked_registries: args.blocked_registries,
+        default_os: default_os.into(),
+        default_arch: default_arch.into(),
+        ..Default::default()
+    });
+    let client = kube::Client::try_default().await?;
+    let settings = Settings {
+        local_registry: args.local_registry,
+        max_history: args.max_history,
+        allow_cross_namespace: args.allow_cross_namespace_sources,
+        concurrency: args.concurrency,
+        ..Default::default()
+    };
+    let scheduler = Scheduler::new(args.scheduled_import_interval, args.max_scheduled_imports_per_minute);
+    controller::run(client, Arc::new(resolver), scheduler, settings).await
+}
+
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Crds => print!("{}", imagestream_operator::crdgen::imagestream_crd_yaml()?),
+        Command::Run(args) => {
+            rustls::crypto::ring::default_provider()
+                .install_default()
+                .map_err(|_| anyhow::anyhow!("could not install the TLS crypto provider"))?;
+            tokio::runtime::Runtime::new()?.block_on(run(args))?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+    }
 }

@@ -2,6 +2,7 @@
 //! history rules (`history`), the pure status computation (`resolve`) and the kube-runtime
 //! wiring that performs the registry calls and writes (`controller`).
 
+pub mod controller;
 pub mod history;
 pub mod plan;
 pub mod resolve;

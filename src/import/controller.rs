@@ -1,0 +1,389 @@
+//! The import controller: for each ImageStream, decide what to import, ask the registry, compute
+//! the new status, and write only what changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PartialObjectMeta};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
+use super::resolve::{resolve, Input, Outcome, TagChange};
+use super::spec::source_of;
+use crate::api::{ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER, PREFER_ARCH, PREFER_OS};
+use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
+use crate::registry::{ImageRef, ImageResolver, ImportRequest, Keyring, RegistryError};
+use crate::schedule::Scheduler;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("could not serialize status: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("object has no {0}")]
+    MissingField(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub local_registry: Option<String>,
+    pub max_history: usize,
+    pub allow_cross_namespace: bool,
+    pub max_retry_backoff: Duration,
+    pub concurrency: u16,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            local_registry: None,
+            max_history: 10,
+            allow_cross_namespace: false,
+            max_retry_backoff: Duration::from_secs(300),
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RetryState {
+    attempts: u32,
+    not_before: Instant,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub resolver: Arc<dyn ImageResolver>,
+    pub streams: Store<ImageStream>,
+    pub secrets: Vec<Store<Secret>>,
+    pub recorder: Recorder,
+    pub scheduler: Scheduler,
+    pub settings: Settings,
+    retries: Mutex<HashMap<(String, String), RetryState>>,
+    credentials_seen: Mutex<HashMap<String, String>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        resolver: Arc<dyn ImageResolver>,
+        streams: Store<ImageStream>,
+        secrets: Vec<Store<Secret>>,
+        scheduler: Scheduler,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            resolver,
+            streams,
+            secrets,
+            scheduler,
+            settings,
+            retries: Mutex::default(),
+            credentials_seen: Mutex::default(),
+        }
+    }
+
+    fn keyring(&self, namespace: &str) -> Keyring {
+        let secrets: Vec<Arc<Secret>> = self
+            .secrets
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+            .collect();
+        let (keyring, skipped) = Keyring::from_secrets(secrets.iter().map(|s| s.as_ref()));
+        for s in skipped {
+            warn!(secret = %s.secret, reason = %s.reason, "pull secret skipped");
+        }
+        keyring
+    }
+}
+
+/// Reconcile one stream, top to bottom: plan, import, resolve, write what changed, report.
+pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = stream.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = stream.name_any();
+    let key = format!("{namespace}/{name}");
+    let now = Instant::now();
+    let keyring = ctx.keyring(&namespace);
+
+    let (hints, throttled) = hints_for(&ctx, &stream, &key, &keyring, now);
+    let plan = imports_needed(&stream, &hints);
+    let outcomes = import(&ctx, &stream, &plan, &keyring).await;
+    if !plan.is_empty() {
+        ctx.scheduler.mark_checked(&key, now);
+    }
+
+    let lookup = |ns: &str, n: &str| ctx.streams.get(&ObjectRef::new(n).within(ns));
+    let resolution = resolve(&Input {
+        stream: &stream,
+        outcomes: &outcomes,
+        streams: &lookup,
+        now: Time(jiff::Timestamp::now()),
+        local_registry: ctx.settings.local_registry.as_deref(),
+        max_history: ctx.settings.max_history,
+        allow_cross_namespace: ctx.settings.allow_cross_namespace,
+    });
+
+    let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
+    let changed = stream.status.clone().unwrap_or_default() != resolution.status;
+    if changed {
+        write_status(&api, &name, &resolution.status).await?;
+    }
+    let check_missing = stream.annotation(DOCKER_REPOSITORY_CHECK).is_none_or(str::is_empty);
+    if !outcomes.is_empty() && (changed || check_missing) {
+        mark_repository_checked(&api, &name).await?;
+    }
+    report(&ctx, &stream, &resolution.changes).await;
+    record_retries(&ctx, &key, &outcomes, now);
+    Ok(Action::requeue(next_wakeup(&ctx, &stream, &key, throttled, now)))
+}
+
+/// What the controller remembers that status does not: schedule, backoff, credential changes.
+fn hints_for(ctx: &Context, stream: &ImageStream, key: &str, keyring: &Keyring, now: Instant) -> (Hints, Option<Duration>) {
+    let uid = stream.uid().unwrap_or_default();
+    let mut throttled = None;
+    let scheduled_due = has_scheduled_tags(stream)
+        && ctx.scheduler.until_due(key, &uid, now).is_zero()
+        && match ctx.scheduler.try_acquire() {
+            Ok(()) => true,
+            Err(wait) => {
+                throttled = Some(wait);
+                false
+            }
+        };
+    let retry = ctx
+        .retries
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|((k, _), r)| k == key && r.not_before <= now)
+        .map(|((_, tag), _)| tag.clone())
+        .collect();
+    let fingerprint = keyring.fingerprint();
+    let previous = ctx
+        .credentials_seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.to_string(), fingerprint.clone());
+    let credentials_changed = previous.is_some_and(|p| p != fingerprint);
+    (Hints { scheduled_due, retry, credentials_changed }, throttled)
+}
+
+/// Ask the registry for every planned tag concurrently; the resolver enforces per-registry limits.
+async fn import(ctx: &Context, stream: &ImageStream, plan: &BTreeMap<String, Cause>, keyring: &Keyring) -> BTreeMap<String, Outcome> {
+    let requests = plan.iter().filter_map(|(tag, cause)| {
+        let spec = stream.spec_tag(tag)?;
+        Some(async move {
+            let result = match request_for(stream, spec, keyring) {
+                Ok(req) => ctx.resolver.resolve(req).await,
+                Err(e) => Err(e),
+            };
+            log_outcome(stream, tag, *cause, &result);
+            (tag.clone(), Outcome { cause: *cause, result })
+        })
+    });
+    futures::future::join_all(requests).await.into_iter().collect()
+}
+
+fn request_for(stream: &ImageStream, tag: &TagReference, keyring: &Keyring) -> Result<ImportRequest, RegistryError> {
+    let from = tag.from.as_ref().map(|f| f.name.as_str()).unwrap_or("");
+    let reference = ImageRef::parse(from).map_err(|e| RegistryError::Invalid {
+        reference: from.to_string(),
+        detail: format!("{}; correct spec.tags[{}].from.name", e.cause, tag.name),
+    })?;
+    Ok(ImportRequest {
+        reference,
+        insecure: tag.insecure() || stream.insecure_repository(),
+        import_mode: tag.import_mode(),
+        prefer_arch: tag.annotation(PREFER_ARCH).map(str::to_string),
+        prefer_os: tag.annotation(PREFER_OS).map(str::to_string),
+        keyring: keyring.clone(),
+    })
+}
+
+fn log_outcome(stream: &ImageStream, tag: &str, cause: Cause, result: &Result<crate::registry::ResolvedImage, RegistryError>) {
+    let namespace = stream.namespace().unwrap_or_default();
+    let name = stream.name_any();
+    match result {
+        Ok(image) => info!(%namespace, %name, %tag, ?cause, digest = %image.digest, "resolved"),
+        Err(e) => warn!(%namespace, %name, %tag, ?cause, reason = e.reason(), error = %e, "import failed"),
+    }
+}
+
+async fn write_status(api: &Api<ImageStream>, name: &str, status: &ImageStreamStatus) -> Result<(), Error> {
+    let patch = json!({
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStream",
+        "status": status,
+    });
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(), Error> {
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let patch = json!({ "metadata": { "annotations": { DOCKER_REPOSITORY_CHECK: now } } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
+    let reference = stream.object_ref(&());
+    for change in changes {
+        let event = match change {
+            TagChange::Imported { tag, reference } => Event {
+                type_: EventType::Normal,
+                reason: "Imported".into(),
+                note: Some(format!("tag {tag} now points at {reference}")),
+                action: "Import".into(),
+                secondary: None,
+            },
+            TagChange::Failed { tag, reason, message } => Event {
+                type_: EventType::Warning,
+                reason: "ImportFailed".into(),
+                note: Some(truncate(&format!("tag {tag}: {reason}: {message}"), 1000)),
+                action: "Import".into(),
+                secondary: None,
+            },
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            warn!(error = %e, "could not publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Transient failures back off exponentially (5 s doubling, capped), honouring Retry-After;
+/// anything else clears the retry state for that tag.
+fn record_retries(ctx: &Context, key: &str, outcomes: &BTreeMap<String, Outcome>, now: Instant) {
+    let mut retries = ctx.retries.lock().unwrap_or_else(|p| p.into_inner());
+    for (tag, outcome) in outcomes {
+        let id = (key.to_string(), tag.clone());
+        match &outcome.result {
+            Err(e) if e.is_transient() => {
+                let attempts = retries.get(&id).map_or(0, |r| r.attempts) + 1;
+                let backoff = Duration::from_secs(5)
+                    .saturating_mul(1 << attempts.min(16))
+                    .min(ctx.settings.max_retry_backoff);
+                let delay = e.retry_after().map_or(backoff, |ra| ra.max(backoff.min(ra)));
+                retries.insert(id, RetryState { attempts, not_before: now + delay });
+            }
+            _ => {
+                retries.remove(&id);
+            }
+        }
+    }
+}
+
+fn next_wakeup(ctx: &Context, stream: &ImageStream, key: &str, throttled: Option<Duration>, now: Instant) -> Duration {
+    let mut next = ctx.scheduler.interval();
+    if has_scheduled_tags(stream) {
+        let due = ctx.scheduler.until_due(key, &stream.uid().unwrap_or_default(), now);
+        next = next.min(throttled.unwrap_or(due).max(Duration::from_millis(100)));
+    }
+    let retries = ctx.retries.lock().unwrap_or_else(|p| p.into_inner());
+    for ((k, _), r) in retries.iter() {
+        if k == key {
+            next = next.min(r.not_before.saturating_duration_since(now).max(Duration::from_millis(100)));
+        }
+    }
+    next
+}
+
+pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(namespace = ?stream.namespace(), name = %stream.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Streams whose spec tags copy from or alias `(namespace, name)`, so they react to its changes.
+fn dependents(store: &Store<ImageStream>, namespace: &str, name: &str) -> Vec<ObjectRef<ImageStream>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| {
+            s.spec_tags().iter().any(|t| match source_of(s, t) {
+                Some(super::spec::Source::StreamTag { namespace: n, stream, .. })
+                | Some(super::spec::Source::StreamImage { namespace: n, stream, .. }) => n == namespace && stream == name,
+                _ => false,
+            })
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// Run the controller until SIGTERM/SIGINT; in-flight reconciles finish first.
+pub async fn run(client: Client, resolver: Arc<dyn ImageResolver>, scheduler: Scheduler, settings: Settings) -> anyhow::Result<()> {
+    let streams: Api<ImageStream> = Api::all(client.clone());
+    if let Err(e) = streams.list(&kube::api::ListParams::default().limit(1)).await {
+        anyhow::bail!("cannot list ImageStreams ({e}); install the CRD first: kubectl apply -f crds/");
+    }
+    let mut secret_stores = Vec::new();
+    let mut secret_events = Vec::new();
+    for type_ in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
+        let (reader, writer) = reflector::store();
+        let config = watcher::Config::default().fields(&format!("type={type_}"));
+        let events = reflector(writer, watcher(Api::<Secret>::all(client.clone()), config))
+            .default_backoff()
+            .touched_objects();
+        secret_stores.push(reader);
+        secret_events.push(events.boxed());
+    }
+    let controller = Controller::new(streams, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency));
+    let store = controller.store();
+    let by_namespace = store.clone();
+    let by_source = store.clone();
+    let ctx = Arc::new(Context::new(client.clone(), resolver, store, secret_stores, scheduler, settings));
+    let meta: Api<PartialObjectMeta<ImageStream>> = Api::all(client);
+    controller
+        .watches_stream(futures::stream::select_all(secret_events), move |secret: Secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            by_namespace
+                .state()
+                .iter()
+                .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches(meta, watcher::Config::default(), move |m| {
+            dependents(&by_source, &m.namespace().unwrap_or_default(), &m.name_any())
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    Ok(())
+}
+
