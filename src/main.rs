@@ -7,7 +7,11 @@ use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;
 
 #[derive(Parser)]
-#[command(name = "imagestream-operator", version, about = "OpenShift-style image streams for Kubernetes")]
+#[command(
+    name = "imagestream-operator",
+    version,
+    about = "OpenShift-style image streams for Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,7 +64,9 @@ struct RunArgs {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 15m, 30s or 1h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 15m, 30s or 1h"))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" | "" => n,
@@ -104,7 +110,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         ..Default::default()
     };
-    let scheduler = Scheduler::new(args.scheduled_import_interval, args.max_scheduled_imports_per_minute);
+    let scheduler = Scheduler::new(
+        args.scheduled_import_interval,
+        args.max_scheduled_imports_per_minute,
+    );
     controller::run(client, Arc::new(resolver), scheduler, settings).await
 }
 

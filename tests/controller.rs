@@ -25,9 +25,20 @@ struct ScriptedResolver {
 }
 
 impl ImageResolver for ScriptedResolver {
-    fn resolve(&self, request: ImportRequest) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>> {
-        self.asked.lock().unwrap().push(request.reference.to_string());
-        let answer = self.answer.lock().unwrap().clone().expect("resolver called without a scripted answer");
+    fn resolve(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>> {
+        self.asked
+            .lock()
+            .unwrap()
+            .push(request.reference.to_string());
+        let answer = self
+            .answer
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("resolver called without a scripted answer");
         Box::pin(async move { answer })
     }
 }
@@ -40,8 +51,16 @@ fn stream(status: Option<ImageStreamStatus>, checked: bool, scheduled: bool) -> 
         ImageStreamSpec {
             tags: Some(vec![TagReference {
                 name: "3.5".into(),
-                from: Some(TagSource { kind: SourceKind::DockerImage, name: "centos/python-35-centos7".into(), namespace: None, api_version: None }),
-                import_policy: Some(TagImportPolicy { scheduled: Some(scheduled), ..Default::default() }),
+                from: Some(TagSource {
+                    kind: SourceKind::DockerImage,
+                    name: "centos/python-35-centos7".into(),
+                    namespace: None,
+                    api_version: None,
+                }),
+                import_policy: Some(TagImportPolicy {
+                    scheduled: Some(scheduled),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -51,7 +70,13 @@ fn stream(status: Option<ImageStreamStatus>, checked: bool, scheduled: bool) -> 
     s.metadata.generation = Some(1);
     s.metadata.uid = Some("uid-1".into());
     if checked {
-        s.metadata.annotations = Some([(DOCKER_REPOSITORY_CHECK.to_string(), "2026-01-01T00:00:00Z".to_string())].into());
+        s.metadata.annotations = Some(
+            [(
+                DOCKER_REPOSITORY_CHECK.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            )]
+            .into(),
+        );
     }
     s.status = status;
     s
@@ -76,19 +101,31 @@ fn harness() -> Harness {
         Scheduler::new(Duration::from_secs(60), 60),
         Settings::default(),
     );
-    Harness { ctx: Arc::new(ctx), resolver, handle }
+    Harness {
+        ctx: Arc::new(ctx),
+        resolver,
+        handle,
+    }
 }
 
 async fn body_json(req: Request<Body>) -> (Method, String, Value) {
     let method = req.method().clone();
     let uri = req.uri().to_string();
     let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
     (method, uri, body)
 }
 
 /// Expect one request, check it, and answer with `reply`.
-async fn expect(handle: &mut Handle, object: &Value, check: impl FnOnce(&Method, &str, &Value)) -> Value {
+async fn expect(
+    handle: &mut Handle,
+    object: &Value,
+    check: impl FnOnce(&Method, &str, &Value),
+) -> Value {
     let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
         .await
         .expect("timed out waiting for an API request")
@@ -96,26 +133,48 @@ async fn expect(handle: &mut Handle, object: &Value, check: impl FnOnce(&Method,
     let (method, uri, body) = body_json(req).await;
     check(&method, &uri, &body);
     // Events echo back; writes to the stream answer with the stream, as the API server does.
-    let reply = if uri.contains("/events") { &body } else { object };
-    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(reply).unwrap())).unwrap());
+    let reply = if uri.contains("/events") {
+        &body
+    } else {
+        object
+    };
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(reply).unwrap()))
+            .unwrap(),
+    );
     body
 }
 
 /// Run the reconcile while serving exactly the expected requests, then assert there were no others.
-async fn run(h: Harness, s: ImageStream, expected: usize) -> (Vec<(Method, String, Value)>, Arc<ScriptedResolver>) {
-    let Harness { ctx, resolver, mut handle } = h;
+async fn run(
+    h: Harness,
+    s: ImageStream,
+    expected: usize,
+) -> (Vec<(Method, String, Value)>, Arc<ScriptedResolver>) {
+    let Harness {
+        ctx,
+        resolver,
+        mut handle,
+    } = h;
     let object = serde_json::to_value(&s).unwrap();
     let task = tokio::spawn(reconcile(Arc::new(s), ctx));
     let mut seen = Vec::new();
     for _ in 0..expected {
         let mut captured = None;
-        expect(&mut handle, &object, |m, u, b| captured = Some((m.clone(), u.to_string(), b.clone()))).await;
+        expect(&mut handle, &object, |m, u, b| {
+            captured = Some((m.clone(), u.to_string(), b.clone()))
+        })
+        .await;
         seen.push(captured.unwrap());
     }
     task.await.unwrap().expect("reconcile failed");
     // Context (and with it the client) is gone once reconcile returns: any further request
     // would have been sent already, and next_request answers None.
-    assert!(handle.next_request().await.is_none(), "unexpected extra API request");
+    assert!(
+        handle.next_request().await.is_none(),
+        "unexpected extra API request"
+    );
     (seen, resolver)
 }
 
@@ -130,7 +189,10 @@ fn imported_status() -> ImageStreamStatus {
     let mut status: ImageStreamStatus = serde_json::from_value(json).unwrap();
     // The fingerprint the controller recorded on the first import.
     let s = stream(None, true, false);
-    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(&s, &s.spec_tags()[0]));
+    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+        &s,
+        &s.spec_tags()[0],
+    ));
     status
 }
 
@@ -152,19 +214,40 @@ async fn new_stream_gets_one_status_write_then_the_check_annotation_and_an_event
     let item = &body["status"]["tags"][0]["items"][0];
     assert_eq!(body["status"]["tags"][0]["tag"], "3.5");
     assert_eq!(item["image"], DIGEST);
-    assert_eq!(item["dockerImageReference"], format!("centos/python-35-centos7@{DIGEST}"));
+    assert_eq!(
+        item["dockerImageReference"],
+        format!("centos/python-35-centos7@{DIGEST}")
+    );
     assert_eq!(item["generation"], 1);
     assert!(body["status"]["tags"][0].get("conditions").is_none());
 
     let (m, uri, body) = &requests[1];
-    assert_eq!((m, uri.as_str()), (&Method::PATCH, "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python?"));
-    assert!(body["metadata"]["annotations"][DOCKER_REPOSITORY_CHECK].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        (m, uri.as_str()),
+        (
+            &Method::PATCH,
+            "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python?"
+        )
+    );
+    assert!(body["metadata"]["annotations"][DOCKER_REPOSITORY_CHECK]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
 
     let (m, uri, body) = &requests[2];
-    assert_eq!((m, uri.as_str()), (&Method::POST, "/apis/events.k8s.io/v1/namespaces/demo/events?"));
+    assert_eq!(
+        (m, uri.as_str()),
+        (
+            &Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/demo/events?"
+        )
+    );
     assert_eq!(body["reason"], "Imported");
     assert_eq!(body["type"], "Normal");
-    assert_eq!(resolver.asked.lock().unwrap().as_slice(), ["centos/python-35-centos7"]);
+    assert_eq!(
+        resolver.asked.lock().unwrap().as_slice(),
+        ["centos/python-35-centos7"]
+    );
 }
 
 #[tokio::test]
@@ -175,18 +258,30 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
         docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
         manifests: vec![],
     }));
-    h.ctx.scheduler.mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+    h.ctx
+        .scheduler
+        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
     let mut status = imported_status();
     let s = stream(None, true, true);
-    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(&s, &s.spec_tags()[0]));
+    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+        &s,
+        &s.spec_tags()[0],
+    ));
     let (requests, resolver) = run(h, stream(Some(status), true, true), 0).await;
     assert!(requests.is_empty());
-    assert_eq!(resolver.asked.lock().unwrap().len(), 1, "the registry was asked once");
+    assert_eq!(
+        resolver.asked.lock().unwrap().len(),
+        1,
+        "the registry was asked once"
+    );
 }
 
 #[tokio::test]
 async fn failed_import_writes_one_condition_and_an_identical_failure_writes_nothing() {
-    let not_found = RegistryError::NotFound { reference: "centos/python-35-centos7".into(), detail: "manifest unknown".into() };
+    let not_found = RegistryError::NotFound {
+        reference: "centos/python-35-centos7".into(),
+        detail: "manifest unknown".into(),
+    };
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Err(not_found.clone()));
     let mut s = stream(Some(imported_status()), true, true);
@@ -195,16 +290,25 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     let (requests, _) = run(h, s.clone(), 3).await;
     let (m, uri, body) = &requests[0];
     assert_eq!(m, Method::PATCH);
-    assert!(uri.starts_with("/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?"));
+    assert!(
+        uri.starts_with("/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?")
+    );
     let tag = &body["status"]["tags"][0];
-    assert_eq!(tag["items"][0]["image"], DIGEST, "the last good image stays");
+    assert_eq!(
+        tag["items"][0]["image"], DIGEST,
+        "the last good image stays"
+    );
     let conditions = tag["conditions"].as_array().unwrap();
     assert_eq!(conditions.len(), 1);
     assert_eq!(conditions[0]["type"], "ImportSuccess");
     assert_eq!(conditions[0]["status"], "False");
     assert_eq!(conditions[0]["reason"], "NotFound");
     assert_eq!(conditions[0]["generation"], 2);
-    assert_eq!(requests[1].0, Method::PATCH, "status changed, so the check annotation is refreshed");
+    assert_eq!(
+        requests[1].0,
+        Method::PATCH,
+        "status changed, so the check annotation is refreshed"
+    );
     assert_eq!(requests[2].2["reason"], "ImportFailed");
     assert_eq!(requests[2].2["type"], "Warning");
 
@@ -212,7 +316,9 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     s.status = Some(serde_json::from_value(requests[0].2["status"].clone()).unwrap());
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Err(not_found));
-    h.ctx.scheduler.mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+    h.ctx
+        .scheduler
+        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
     let (requests, resolver) = run(h, s, 0).await;
     assert!(requests.is_empty(), "identical failure: no write, no event");
     assert_eq!(resolver.asked.lock().unwrap().len(), 1);

@@ -13,7 +13,9 @@ fn schema() -> Value {
 
 #[test]
 fn committed_crd_matches_the_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(IMAGESTREAM_CRD_FILE);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crds")
+        .join(IMAGESTREAM_CRD_FILE);
     let committed = std::fs::read_to_string(&path).unwrap();
     assert!(
         committed == imagestream_crd_yaml().unwrap(),
@@ -71,7 +73,12 @@ fn structural(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String
         }
     }
     if let Some(items) = value.as_array() {
-        let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let mut seen = std::collections::BTreeSet::new();
         for (i, item) in items.iter().enumerate() {
             structural(item, &schema["items"], &format!("{path}[{i}]"), errors);
@@ -103,7 +110,10 @@ fn fixtures() -> Vec<(String, Value)> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| {
             let text = std::fs::read_to_string(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_saphyr::from_str(&text).unwrap())
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_saphyr::from_str(&text).unwrap(),
+            )
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -113,15 +123,24 @@ fn fixtures() -> Vec<(String, Value)> {
 #[test]
 fn every_seed_example_validates_and_deserializes() {
     let all = fixtures();
-    assert_eq!(all.len(), 7, "one fixture per ImageStream example in the seeds");
+    assert_eq!(
+        all.len(),
+        7,
+        "one fixture per ImageStream example in the seeds"
+    );
     for (name, object) in all {
         assert_eq!(object["apiVersion"], "image.openshift.io/v1", "{name}");
         let errors = validate(&object);
         assert!(errors.is_empty(), "{name}: {errors:#?}");
         // What the API server stores (spec defaulted to {}) is readable by the controller.
         let mut stored = object.clone();
-        stored.as_object_mut().unwrap().entry("spec").or_insert(json!({}));
-        let typed: Result<imagestream_operator::api::ImageStream, _> = serde_json::from_value(stored);
+        stored
+            .as_object_mut()
+            .unwrap()
+            .entry("spec")
+            .or_insert(json!({}));
+        let typed: Result<imagestream_operator::api::ImageStream, _> =
+            serde_json::from_value(stored);
         assert!(typed.is_ok(), "{name}: {:?}", typed.err());
     }
 }
@@ -147,19 +166,50 @@ fn with_tags(tags: Value) -> Value {
 #[test]
 fn bad_input_is_rejected_with_a_clear_message() {
     let cases = [
-        (with_tags(json!([{"name": "a", "from": {"kind": "DockerImageX", "name": "x"}}])), "is not one of"),
-        (with_tags(json!([{"name": "a", "from": {"kind": "ImageStreamTag", "name": "x:1"}, "importPolicy": {"scheduled": true}}])), "only tags pointing to Docker repositories may be scheduled"),
-        (with_tags(json!([{"name": "a"}, {"name": "a"}])), "Duplicate value"),
-        (with_tags(json!([{"name": "a", "referencePolicy": {"type": "Remote"}}])), "is not one of"),
-        (with_tags(json!([{"name": "a", "importPolicy": {"importMode": "All"}}])), "is not one of"),
-        (with_tags(json!([{"name": "a", "from": {"kind": "DockerImage"}}])), "Required value"),
-        (json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "x"}, "spec": {"dockerImageRepository": "quay.io/org/app:1"}}), "without a tag or digest"),
-        (json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "x"}, "spec": {"dockerImageRepository": "quay.io/org/app@sha256:abc"}}), "without a tag or digest"),
+        (
+            with_tags(json!([{"name": "a", "from": {"kind": "DockerImageX", "name": "x"}}])),
+            "is not one of",
+        ),
+        (
+            with_tags(
+                json!([{"name": "a", "from": {"kind": "ImageStreamTag", "name": "x:1"}, "importPolicy": {"scheduled": true}}]),
+            ),
+            "only tags pointing to Docker repositories may be scheduled",
+        ),
+        (
+            with_tags(json!([{"name": "a"}, {"name": "a"}])),
+            "Duplicate value",
+        ),
+        (
+            with_tags(json!([{"name": "a", "referencePolicy": {"type": "Remote"}}])),
+            "is not one of",
+        ),
+        (
+            with_tags(json!([{"name": "a", "importPolicy": {"importMode": "All"}}])),
+            "is not one of",
+        ),
+        (
+            with_tags(json!([{"name": "a", "from": {"kind": "DockerImage"}}])),
+            "Required value",
+        ),
+        (
+            json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "x"}, "spec": {"dockerImageRepository": "quay.io/org/app:1"}}),
+            "without a tag or digest",
+        ),
+        (
+            json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "x"}, "spec": {"dockerImageRepository": "quay.io/org/app@sha256:abc"}}),
+            "without a tag or digest",
+        ),
     ];
     for (object, expected) in cases {
         let errors = validate(&object).join("\n");
-        assert!(errors.contains(expected), "expected {expected:?} for {object}, got: {errors}");
+        assert!(
+            errors.contains(expected),
+            "expected {expected:?} for {object}, got: {errors}"
+        );
     }
-    let fine = with_tags(json!([{"name": "a", "from": {"kind": "DockerImage", "name": "localhost:5000/app:1"}, "importPolicy": {"scheduled": true}}]));
+    let fine = with_tags(
+        json!([{"name": "a", "from": {"kind": "DockerImage", "name": "localhost:5000/app:1"}, "importPolicy": {"scheduled": true}}]),
+    );
     assert_eq!(validate(&fine), Vec::<String>::new());
 }

@@ -5,6 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// An image stream: named tags, each pinned to a registry digest, with history.
+// Clippy reads the repeated `type_ =` keys of separate printcolumns as one duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "image.openshift.io",
@@ -116,7 +118,9 @@ pub struct TagImportPolicy {
     pub import_mode: Option<ImportMode>,
 }
 
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
+)]
 pub enum ImportMode {
     /// A manifest list is narrowed to one platform and the tag points at that image.
     #[default]
@@ -132,7 +136,9 @@ pub struct TagReferencePolicy {
     pub type_: ReferencePolicyType,
 }
 
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ReferencePolicyType {
     /// Consumers pull from the upstream registry by digest.
     #[default]

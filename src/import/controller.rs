@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PartialObjectMeta};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
@@ -20,7 +20,10 @@ use tracing::{info, warn};
 use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, TagChange};
 use super::spec::source_of;
-use crate::api::{ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER, PREFER_ARCH, PREFER_OS};
+use crate::api::{
+    ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
+    PREFER_ARCH, PREFER_OS,
+};
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::{ImageRef, ImageResolver, ImportRequest, Keyring, RegistryError};
 use crate::schedule::Scheduler;
@@ -146,17 +149,27 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     if changed {
         write_status(&api, &name, &resolution.status).await?;
     }
-    let check_missing = stream.annotation(DOCKER_REPOSITORY_CHECK).is_none_or(str::is_empty);
+    let check_missing = stream
+        .annotation(DOCKER_REPOSITORY_CHECK)
+        .is_none_or(str::is_empty);
     if !outcomes.is_empty() && (changed || check_missing) {
         mark_repository_checked(&api, &name).await?;
     }
     report(&ctx, &stream, &resolution.changes).await;
     record_retries(&ctx, &key, &outcomes, now);
-    Ok(Action::requeue(next_wakeup(&ctx, &stream, &key, throttled, now)))
+    Ok(Action::requeue(next_wakeup(
+        &ctx, &stream, &key, throttled, now,
+    )))
 }
 
 /// What the controller remembers that status does not: schedule, backoff, credential changes.
-fn hints_for(ctx: &Context, stream: &ImageStream, key: &str, keyring: &Keyring, now: Instant) -> (Hints, Option<Duration>) {
+fn hints_for(
+    ctx: &Context,
+    stream: &ImageStream,
+    key: &str,
+    keyring: &Keyring,
+    now: Instant,
+) -> (Hints, Option<Duration>) {
     let uid = stream.uid().unwrap_or_default();
     let mut throttled = None;
     let scheduled_due = has_scheduled_tags(stream)
@@ -183,11 +196,23 @@ fn hints_for(ctx: &Context, stream: &ImageStream, key: &str, keyring: &Keyring, 
         .unwrap_or_else(|p| p.into_inner())
         .insert(key.to_string(), fingerprint.clone());
     let credentials_changed = previous.is_some_and(|p| p != fingerprint);
-    (Hints { scheduled_due, retry, credentials_changed }, throttled)
+    (
+        Hints {
+            scheduled_due,
+            retry,
+            credentials_changed,
+        },
+        throttled,
+    )
 }
 
 /// Ask the registry for every planned tag concurrently; the resolver enforces per-registry limits.
-async fn import(ctx: &Context, stream: &ImageStream, plan: &BTreeMap<String, Cause>, keyring: &Keyring) -> BTreeMap<String, Outcome> {
+async fn import(
+    ctx: &Context,
+    stream: &ImageStream,
+    plan: &BTreeMap<String, Cause>,
+    keyring: &Keyring,
+) -> BTreeMap<String, Outcome> {
     let requests = plan.iter().filter_map(|(tag, cause)| {
         let spec = stream.spec_tag(tag)?;
         Some(async move {
@@ -196,13 +221,26 @@ async fn import(ctx: &Context, stream: &ImageStream, plan: &BTreeMap<String, Cau
                 Err(e) => Err(e),
             };
             log_outcome(stream, tag, *cause, &result);
-            (tag.clone(), Outcome { cause: *cause, result })
+            (
+                tag.clone(),
+                Outcome {
+                    cause: *cause,
+                    result,
+                },
+            )
         })
     });
-    futures::future::join_all(requests).await.into_iter().collect()
+    futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .collect()
 }
 
-fn request_for(stream: &ImageStream, tag: &TagReference, keyring: &Keyring) -> Result<ImportRequest, RegistryError> {
+fn request_for(
+    stream: &ImageStream,
+    tag: &TagReference,
+    keyring: &Keyring,
+) -> Result<ImportRequest, RegistryError> {
     let from = tag.from.as_ref().map(|f| f.name.as_str()).unwrap_or("");
     let reference = ImageRef::parse(from).map_err(|e| RegistryError::Invalid {
         reference: from.to_string(),
@@ -218,30 +256,48 @@ fn request_for(stream: &ImageStream, tag: &TagReference, keyring: &Keyring) -> R
     })
 }
 
-fn log_outcome(stream: &ImageStream, tag: &str, cause: Cause, result: &Result<crate::registry::ResolvedImage, RegistryError>) {
+fn log_outcome(
+    stream: &ImageStream,
+    tag: &str,
+    cause: Cause,
+    result: &Result<crate::registry::ResolvedImage, RegistryError>,
+) {
     let namespace = stream.namespace().unwrap_or_default();
     let name = stream.name_any();
     match result {
         Ok(image) => info!(%namespace, %name, %tag, ?cause, digest = %image.digest, "resolved"),
-        Err(e) => warn!(%namespace, %name, %tag, ?cause, reason = e.reason(), error = %e, "import failed"),
+        Err(e) => {
+            warn!(%namespace, %name, %tag, ?cause, reason = e.reason(), error = %e, "import failed")
+        }
     }
 }
 
-async fn write_status(api: &Api<ImageStream>, name: &str, status: &ImageStreamStatus) -> Result<(), Error> {
+async fn write_status(
+    api: &Api<ImageStream>,
+    name: &str,
+    status: &ImageStreamStatus,
+) -> Result<(), Error> {
     let patch = json!({
         "apiVersion": "image.openshift.io/v1",
         "kind": "ImageStream",
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(), Error> {
-    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let patch = json!({ "metadata": { "annotations": { DOCKER_REPOSITORY_CHECK: now } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -256,7 +312,11 @@ async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
                 action: "Import".into(),
                 secondary: None,
             },
-            TagChange::Failed { tag, reason, message } => Event {
+            TagChange::Failed {
+                tag,
+                reason,
+                message,
+            } => Event {
                 type_: EventType::Warning,
                 reason: "ImportFailed".into(),
                 note: Some(truncate(&format!("tag {tag}: {reason}: {message}"), 1000)),
@@ -293,8 +353,16 @@ fn record_retries(ctx: &Context, key: &str, outcomes: &BTreeMap<String, Outcome>
                 let backoff = Duration::from_secs(5)
                     .saturating_mul(1 << attempts.min(16))
                     .min(ctx.settings.max_retry_backoff);
-                let delay = e.retry_after().map_or(backoff, |ra| ra.max(backoff.min(ra)));
-                retries.insert(id, RetryState { attempts, not_before: now + delay });
+                let delay = e
+                    .retry_after()
+                    .map_or(backoff, |ra| ra.max(backoff.min(ra)));
+                retries.insert(
+                    id,
+                    RetryState {
+                        attempts,
+                        not_before: now + delay,
+                    },
+                );
             }
             _ => {
                 retries.remove(&id);
@@ -303,16 +371,28 @@ fn record_retries(ctx: &Context, key: &str, outcomes: &BTreeMap<String, Outcome>
     }
 }
 
-fn next_wakeup(ctx: &Context, stream: &ImageStream, key: &str, throttled: Option<Duration>, now: Instant) -> Duration {
+fn next_wakeup(
+    ctx: &Context,
+    stream: &ImageStream,
+    key: &str,
+    throttled: Option<Duration>,
+    now: Instant,
+) -> Duration {
     let mut next = ctx.scheduler.interval();
     if has_scheduled_tags(stream) {
-        let due = ctx.scheduler.until_due(key, &stream.uid().unwrap_or_default(), now);
+        let due = ctx
+            .scheduler
+            .until_due(key, &stream.uid().unwrap_or_default(), now);
         next = next.min(throttled.unwrap_or(due).max(Duration::from_millis(100)));
     }
     let retries = ctx.retries.lock().unwrap_or_else(|p| p.into_inner());
     for ((k, _), r) in retries.iter() {
         if k == key {
-            next = next.min(r.not_before.saturating_duration_since(now).max(Duration::from_millis(100)));
+            next = next.min(
+                r.not_before
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(100)),
+            );
         }
     }
     next
@@ -324,14 +404,26 @@ pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>)
 }
 
 /// Streams whose spec tags copy from or alias `(namespace, name)`, so they react to its changes.
-fn dependents(store: &Store<ImageStream>, namespace: &str, name: &str) -> Vec<ObjectRef<ImageStream>> {
+fn dependents(
+    store: &Store<ImageStream>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<ImageStream>> {
     store
         .state()
         .iter()
         .filter(|s| {
             s.spec_tags().iter().any(|t| match source_of(s, t) {
-                Some(super::spec::Source::StreamTag { namespace: n, stream, .. })
-                | Some(super::spec::Source::StreamImage { namespace: n, stream, .. }) => n == namespace && stream == name,
+                Some(super::spec::Source::StreamTag {
+                    namespace: n,
+                    stream,
+                    ..
+                })
+                | Some(super::spec::Source::StreamImage {
+                    namespace: n,
+                    stream,
+                    ..
+                }) => n == namespace && stream == name,
                 _ => false,
             })
         })
@@ -340,10 +432,20 @@ fn dependents(store: &Store<ImageStream>, namespace: &str, name: &str) -> Vec<Ob
 }
 
 /// Run the controller until SIGTERM/SIGINT; in-flight reconciles finish first.
-pub async fn run(client: Client, resolver: Arc<dyn ImageResolver>, scheduler: Scheduler, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    resolver: Arc<dyn ImageResolver>,
+    scheduler: Scheduler,
+    settings: Settings,
+) -> anyhow::Result<()> {
     let streams: Api<ImageStream> = Api::all(client.clone());
-    if let Err(e) = streams.list(&kube::api::ListParams::default().limit(1)).await {
-        anyhow::bail!("cannot list ImageStreams ({e}); install the CRD first: kubectl apply -f crds/");
+    if let Err(e) = streams
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        anyhow::bail!(
+            "cannot list ImageStreams ({e}); install the CRD first: kubectl apply -f crds/"
+        );
     }
     let mut secret_stores = Vec::new();
     let mut secret_events = Vec::new();
@@ -357,24 +459,40 @@ pub async fn run(client: Client, resolver: Arc<dyn ImageResolver>, scheduler: Sc
         secret_events.push(events.boxed());
     }
     let controller = Controller::new(streams, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(settings.concurrency));
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+        );
     let store = controller.store();
     let by_namespace = store.clone();
     let by_source = store.clone();
-    let ctx = Arc::new(Context::new(client.clone(), resolver, store, secret_stores, scheduler, settings));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        resolver,
+        store,
+        secret_stores,
+        scheduler,
+        settings,
+    ));
     let meta: Api<PartialObjectMeta<ImageStream>> = Api::all(client);
     controller
-        .watches_stream(futures::stream::select_all(secret_events), move |secret: Secret| {
-            let ns = secret.namespace().unwrap_or_default();
-            by_namespace
-                .state()
-                .iter()
-                .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches_stream(
+            futures::stream::select_all(secret_events),
+            move |secret: Secret| {
+                let ns = secret.namespace().unwrap_or_default();
+                by_namespace
+                    .state()
+                    .iter()
+                    .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .watches(meta, watcher::Config::default(), move |m| {
-            dependents(&by_source, &m.namespace().unwrap_or_default(), &m.name_any())
+            dependents(
+                &by_source,
+                &m.namespace().unwrap_or_default(),
+                &m.name_any(),
+            )
         })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -386,4 +504,3 @@ pub async fn run(client: Client, resolver: Arc<dyn ImageResolver>, scheduler: Sc
         .await;
     Ok(())
 }
-

@@ -92,16 +92,35 @@ mod tests {
             ..Default::default()
         };
         assert!(add_tag_event(&mut tag, ev("r@a", "a", 1, 10)));
-        assert!(!add_tag_event(&mut tag, ev("r@a", "a", 1, 20)), "identical: no change");
-        assert!(add_tag_event(&mut tag, ev("r@a", "a", 2, 30)), "generation only");
+        assert!(
+            !add_tag_event(&mut tag, ev("r@a", "a", 1, 20)),
+            "identical: no change"
+        );
+        assert!(
+            add_tag_event(&mut tag, ev("r@a", "a", 2, 30)),
+            "generation only"
+        );
         assert_eq!(tag.items.len(), 1);
         assert_eq!(tag.items[0].generation, 2);
-        assert_eq!(tag.items[0].created, t(10), "created is kept when collapsing");
-        assert!(add_tag_event(&mut tag, ev("r@a", "a2", 3, 40)), "same ref, new image: in place");
+        assert_eq!(
+            tag.items[0].created,
+            t(10),
+            "created is kept when collapsing"
+        );
+        assert!(
+            add_tag_event(&mut tag, ev("r@a", "a2", 3, 40)),
+            "same ref, new image: in place"
+        );
         assert_eq!((tag.items.len(), tag.items[0].image.as_str()), (1, "a2"));
-        assert!(add_tag_event(&mut tag, ev("mirror@a2", "a2", 3, 50)), "same image, new ref: in place");
+        assert!(
+            add_tag_event(&mut tag, ev("mirror@a2", "a2", 3, 50)),
+            "same image, new ref: in place"
+        );
         assert_eq!(tag.items.len(), 1);
-        assert!(add_tag_event(&mut tag, ev("r@b", "b", 4, 60)), "new image: prepended");
+        assert!(
+            add_tag_event(&mut tag, ev("r@b", "b", 4, 60)),
+            "new image: prepended"
+        );
         assert!(add_tag_event(&mut tag, ev("r@a", "a", 5, 70)));
         let images: Vec<_> = tag.items.iter().map(|i| i.image.as_str()).collect();
         assert_eq!(images, ["a", "b", "a2"], "A, B, A keeps three entries");
@@ -110,10 +129,19 @@ mod tests {
     #[test]
     fn success_clears_conditions_and_repeat_failure_is_a_no_op() {
         let mut tag = NamedTagEventList::default();
-        assert!(set_failure(&mut tag, failure_condition("NotFound", "m".into(), 2, &t(1))));
-        assert!(!set_failure(&mut tag, failure_condition("NotFound", "m".into(), 3, &t(2))));
+        assert!(set_failure(
+            &mut tag,
+            failure_condition("NotFound", "m".into(), 2, &t(1))
+        ));
+        assert!(!set_failure(
+            &mut tag,
+            failure_condition("NotFound", "m".into(), 3, &t(2))
+        ));
         assert_eq!(tag.conditions[0].last_transition_time, Some(t(1)));
-        assert!(set_failure(&mut tag, failure_condition("Unauthorized", "m".into(), 3, &t(3))));
+        assert!(set_failure(
+            &mut tag,
+            failure_condition("Unauthorized", "m".into(), 3, &t(3))
+        ));
         assert_eq!(tag.conditions.len(), 1);
         add_tag_event(&mut tag, ev("r@a", "a", 3, 4));
         assert!(tag.conditions.is_empty());

@@ -75,24 +75,28 @@ pub fn imports_needed(stream: &ImageStream, hints: &Hints) -> BTreeMap<String, C
         let observed = status.map_or(0, |s| s.observed_generation());
         let failed_for_credentials = status.is_some_and(|s| {
             s.conditions.iter().any(|c| {
-                matches!(c.reason.as_deref(), Some("Unauthorized" | "Forbidden" | "NotFound"))
+                matches!(
+                    c.reason.as_deref(),
+                    Some("Unauthorized" | "Forbidden" | "NotFound")
+                )
             })
         });
-        let cause = if status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag)) {
-            Some(Cause::SpecChanged)
-        } else if requested_generation(tag, generation).is_some_and(|g| g > observed) {
-            Some(Cause::Requested)
-        } else if check_missing {
-            Some(Cause::RepositoryCheck)
-        } else if hints.retry.contains(&tag.name) {
-            Some(Cause::Retry)
-        } else if hints.credentials_changed && failed_for_credentials {
-            Some(Cause::CredentialsChanged)
-        } else if hints.scheduled_due && is_scheduled(stream, tag) {
-            Some(Cause::Scheduled)
-        } else {
-            None
-        };
+        let cause =
+            if status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag)) {
+                Some(Cause::SpecChanged)
+            } else if requested_generation(tag, generation).is_some_and(|g| g > observed) {
+                Some(Cause::Requested)
+            } else if check_missing {
+                Some(Cause::RepositoryCheck)
+            } else if hints.retry.contains(&tag.name) {
+                Some(Cause::Retry)
+            } else if hints.credentials_changed && failed_for_credentials {
+                Some(Cause::CredentialsChanged)
+            } else if hints.scheduled_due && is_scheduled(stream, tag) {
+                Some(Cause::Scheduled)
+            } else {
+                None
+            };
         if let Some(cause) = cause {
             out.insert(tag.name.clone(), cause);
         }

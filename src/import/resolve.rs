@@ -38,8 +38,15 @@ pub struct Input<'a> {
 /// What changed for one tag, for Events and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagChange {
-    Imported { tag: String, reference: String },
-    Failed { tag: String, reason: String, message: String },
+    Imported {
+        tag: String,
+        reference: String,
+    },
+    Failed {
+        tag: String,
+        reason: String,
+        message: String,
+    },
 }
 
 pub struct Resolution {
@@ -50,24 +57,43 @@ pub struct Resolution {
 pub fn resolve(input: &Input) -> Resolution {
     let stream = input.stream;
     let old = stream.status.clone().unwrap_or_default();
-    let mut tags: BTreeMap<String, NamedTagEventList> =
-        old.tags.iter().map(|t| (t.tag.clone(), t.clone())).collect();
+    let mut tags: BTreeMap<String, NamedTagEventList> = old
+        .tags
+        .iter()
+        .map(|t| (t.tag.clone(), t.clone()))
+        .collect();
     let generation = stream.metadata.generation.unwrap_or(1);
 
     let mut aliases = Vec::new();
     for spec_tag in stream.spec_tags() {
-        let Some(source) = source_of(stream, spec_tag) else { continue };
-        let entry = tags.entry(spec_tag.name.clone()).or_insert_with(|| NamedTagEventList {
-            tag: spec_tag.name.clone(),
-            ..Default::default()
-        });
-        let ctx = TagCtx { input, spec_tag, generation };
+        let Some(source) = source_of(stream, spec_tag) else {
+            continue;
+        };
+        let entry = tags
+            .entry(spec_tag.name.clone())
+            .or_insert_with(|| NamedTagEventList {
+                tag: spec_tag.name.clone(),
+                ..Default::default()
+            });
+        let ctx = TagCtx {
+            input,
+            spec_tag,
+            generation,
+        };
         match source {
             Source::Alias(target) => aliases.push((spec_tag.name.clone(), target)),
             Source::Docker(name) if spec_tag.is_reference() => ctx.reference(entry, name),
             Source::Docker(_) => ctx.imported(entry),
-            Source::StreamTag { namespace, stream: s, tag } => ctx.copy_tag(entry, &namespace, &s, &tag),
-            Source::StreamImage { namespace, stream: s, id } => ctx.copy_image(entry, &namespace, &s, &id, &old),
+            Source::StreamTag {
+                namespace,
+                stream: s,
+                tag,
+            } => ctx.copy_tag(entry, &namespace, &s, &tag),
+            Source::StreamImage {
+                namespace,
+                stream: s,
+                id,
+            } => ctx.copy_image(entry, &namespace, &s, &id, &old),
             Source::Invalid(message) => ctx.fail(entry, "Invalid", message),
         }
     }
@@ -115,7 +141,10 @@ impl TagCtx<'_> {
     }
 
     fn fail(&self, entry: &mut NamedTagEventList, reason: &str, message: String) {
-        set_failure(entry, failure_condition(reason, message, self.generation, &self.input.now));
+        set_failure(
+            entry,
+            failure_condition(reason, message, self.generation, &self.input.now),
+        );
     }
 
     /// `reference: true`: recorded verbatim when the spec tag is written, never imported.
@@ -128,13 +157,17 @@ impl TagCtx<'_> {
     }
 
     fn imported(&self, entry: &mut NamedTagEventList) {
-        let Some(outcome) = self.input.outcomes.get(&self.spec_tag.name) else { return };
+        let Some(outcome) = self.input.outcomes.get(&self.spec_tag.name) else {
+            return;
+        };
         entry.observed_spec = Some(self.fingerprint());
         match &outcome.result {
             Ok(image) => {
-                let mut event = self.event(image.docker_image_reference.clone(), image.digest.clone());
+                let mut event =
+                    self.event(image.docker_image_reference.clone(), image.digest.clone());
                 let same = entry.items.first().is_some_and(|i| {
-                    i.docker_image_reference == event.docker_image_reference && i.image == event.image
+                    i.docker_image_reference == event.docker_image_reference
+                        && i.image == event.image
                 });
                 if same && outcome.cause.is_background() {
                     event.generation = entry.items[0].generation;
@@ -147,7 +180,13 @@ impl TagCtx<'_> {
     }
 
     fn cross_namespace_denied(&self, entry: &mut NamedTagEventList, namespace: &str) -> bool {
-        let own = self.input.stream.metadata.namespace.as_deref().unwrap_or("");
+        let own = self
+            .input
+            .stream
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("");
         if namespace == own || self.input.allow_cross_namespace {
             return false;
         }
@@ -174,7 +213,9 @@ impl TagCtx<'_> {
             );
             return self.fail(entry, "NotFound", message);
         };
-        let Some(current) = source.status_tag(tag).and_then(|t| t.items.first()) else { return };
+        let Some(current) = source.status_tag(tag).and_then(|t| t.items.first()) else {
+            return;
+        };
         let mut event = current.clone();
         event.generation = self.generation;
         add_tag_event(entry, event);
@@ -182,13 +223,24 @@ impl TagCtx<'_> {
     }
 
     /// An image by digest or unique prefix, searched across the whole history of a stream.
-    fn copy_image(&self, entry: &mut NamedTagEventList, namespace: &str, stream: &str, id: &str, own: &ImageStreamStatus) {
+    fn copy_image(
+        &self,
+        entry: &mut NamedTagEventList,
+        namespace: &str,
+        stream: &str,
+        id: &str,
+        own: &ImageStreamStatus,
+    ) {
         if self.unchanged(entry) || self.cross_namespace_denied(entry, namespace) {
             return;
         }
         let own_stream = self.input.stream.metadata.name.as_deref() == Some(stream)
             && self.input.stream.metadata.namespace.as_deref() == Some(namespace);
-        let fetched = if own_stream { None } else { (self.input.streams)(namespace, stream) };
+        let fetched = if own_stream {
+            None
+        } else {
+            (self.input.streams)(namespace, stream)
+        };
         let history = match (&fetched, own_stream) {
             (_, true) => own,
             (Some(s), false) => match &s.status {
@@ -233,7 +285,10 @@ fn find_images<'a>(status: &'a ImageStreamStatus, id: &str) -> Vec<&'a TagEvent>
         .flat_map(|t| &t.items)
         .filter(|i| !i.image.is_empty())
         .filter(|i| {
-            i.image.starts_with(id) || i.image.split_once(':').is_some_and(|(_, hex)| hex.starts_with(id))
+            i.image.starts_with(id)
+                || i.image
+                    .split_once(':')
+                    .is_some_and(|(_, hex)| hex.starts_with(id))
         })
         .filter(|i| seen.insert(i.image.clone()))
         .collect()
@@ -248,7 +303,10 @@ fn follow_aliases(
     generation: i64,
     now: &Time,
 ) {
-    let targets: BTreeMap<&str, &str> = aliases.iter().map(|(a, t)| (a.as_str(), t.as_str())).collect();
+    let targets: BTreeMap<&str, &str> = aliases
+        .iter()
+        .map(|(a, t)| (a.as_str(), t.as_str()))
+        .collect();
     for (alias, _) in aliases {
         let mut chain = vec![alias.as_str()];
         let mut cursor = alias.as_str();
@@ -260,7 +318,10 @@ fn follow_aliases(
                     chain.join(" -> ")
                 );
                 if let Some(entry) = tags.get_mut(alias) {
-                    set_failure(entry, failure_condition("Invalid", message, generation, now));
+                    set_failure(
+                        entry,
+                        failure_condition("Invalid", message, generation, now),
+                    );
                 }
                 break;
             }
@@ -278,8 +339,12 @@ fn follow_aliases(
         if depth == usize::MAX {
             continue;
         }
-        let Some(target) = targets.get(alias) else { continue };
-        let Some(current) = tags.get(*target).and_then(|t| t.items.first()).cloned() else { continue };
+        let Some(target) = targets.get(alias) else {
+            continue;
+        };
+        let Some(current) = tags.get(*target).and_then(|t| t.items.first()).cloned() else {
+            continue;
+        };
         if let Some(entry) = tags.get_mut(alias) {
             add_tag_event(entry, current);
         }
@@ -307,7 +372,11 @@ fn docker_image_repository(stream: &ImageStream, local_registry: Option<&str>) -
             stream.metadata.namespace.as_deref().unwrap_or(""),
             stream.metadata.name.as_deref().unwrap_or("")
         ),
-        None => stream.spec.docker_image_repository.clone().unwrap_or_default(),
+        None => stream
+            .spec
+            .docker_image_repository
+            .clone()
+            .unwrap_or_default(),
     }
 }
 
@@ -316,7 +385,8 @@ fn diff(old: &ImageStreamStatus, new: &ImageStreamStatus) -> Vec<TagChange> {
     for tag in &new.tags {
         let before = old.tags.iter().find(|t| t.tag == tag.tag);
         let head = |t: Option<&NamedTagEventList>| {
-            t.and_then(|t| t.items.first()).map(|i| (i.docker_image_reference.clone(), i.image.clone()))
+            t.and_then(|t| t.items.first())
+                .map(|i| (i.docker_image_reference.clone(), i.image.clone()))
         };
         if head(Some(tag)) != head(before) {
             if let Some(item) = tag.items.first() {

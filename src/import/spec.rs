@@ -108,10 +108,15 @@ pub fn requested_generation(tag: &TagReference, stream_generation: i64) -> Optio
 }
 
 /// Whether the spec tag asks for an import that status has not yet answered.
-pub fn import_pending(stream: &ImageStream, tag: &TagReference, status: Option<&NamedTagEventList>) -> bool {
+pub fn import_pending(
+    stream: &ImageStream,
+    tag: &TagReference,
+    status: Option<&NamedTagEventList>,
+) -> bool {
     let generation = stream.metadata.generation.unwrap_or(1);
     let observed = status.map_or(0, NamedTagEventList::observed_generation);
-    let changed = status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag));
+    let changed =
+        status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag));
     let requested = requested_generation(tag, generation).is_some_and(|g| g > observed);
     changed || requested
 }
@@ -151,18 +156,38 @@ mod tests {
     fn sources_are_split_and_defaulted() {
         let s = stream();
         let src = |k, n, ns| source_of(&s, &tag(k, n, ns)).unwrap();
-        assert_eq!(src(SourceKind::ImageStreamTag, "3.5", None), Source::Alias("3.5".into()));
-        assert_eq!(src(SourceKind::ImageStreamTag, "python:3.5", Some("ns")), Source::Alias("3.5".into()));
+        assert_eq!(
+            src(SourceKind::ImageStreamTag, "3.5", None),
+            Source::Alias("3.5".into())
+        );
+        assert_eq!(
+            src(SourceKind::ImageStreamTag, "python:3.5", Some("ns")),
+            Source::Alias("3.5".into())
+        );
         assert_eq!(
             src(SourceKind::ImageStreamTag, "python:3.5", Some("other")),
-            Source::StreamTag { namespace: "other".into(), stream: "python".into(), tag: "3.5".into() }
+            Source::StreamTag {
+                namespace: "other".into(),
+                stream: "python".into(),
+                tag: "3.5".into()
+            }
         );
         assert_eq!(
             src(SourceKind::ImageStreamImage, "ruby@sha256:ab", None),
-            Source::StreamImage { namespace: "ns".into(), stream: "ruby".into(), id: "sha256:ab".into() }
+            Source::StreamImage {
+                namespace: "ns".into(),
+                stream: "ruby".into(),
+                id: "sha256:ab".into()
+            }
         );
-        assert!(matches!(src(SourceKind::ImageStreamTag, "a:b:c", None), Source::Invalid(_)));
-        assert_eq!(src(SourceKind::DockerImage, "quay.io/x:1", None), Source::Docker("quay.io/x:1".into()));
+        assert!(matches!(
+            src(SourceKind::ImageStreamTag, "a:b:c", None),
+            Source::Invalid(_)
+        ));
+        assert_eq!(
+            src(SourceKind::DockerImage, "quay.io/x:1", None),
+            Source::Docker("quay.io/x:1".into())
+        );
     }
 
     #[test]
@@ -171,17 +196,37 @@ mod tests {
         let base = tag(SourceKind::DockerImage, "quay.io/x:1", None);
         let f = fingerprint(&s, &base);
         let mut t = base.clone();
-        t.import_policy = Some(crate::api::TagImportPolicy { scheduled: Some(true), insecure: Some(true), import_mode: None });
+        t.import_policy = Some(crate::api::TagImportPolicy {
+            scheduled: Some(true),
+            insecure: Some(true),
+            import_mode: None,
+        });
         t.annotations = Some([("a".to_string(), "b".to_string())].into());
-        t.reference_policy = Some(crate::api::TagReferencePolicy { type_: crate::api::ReferencePolicyType::Local });
-        assert_eq!(fingerprint(&s, &t), f, "scheduled, insecure, referencePolicy, annotations do not count");
-        assert_eq!(fingerprint(&s, &tag(SourceKind::DockerImage, "quay.io/x:1", Some("ns"))), f, "empty ns = own ns");
+        t.reference_policy = Some(crate::api::TagReferencePolicy {
+            type_: crate::api::ReferencePolicyType::Local,
+        });
+        assert_eq!(
+            fingerprint(&s, &t),
+            f,
+            "scheduled, insecure, referencePolicy, annotations do not count"
+        );
+        assert_eq!(
+            fingerprint(&s, &tag(SourceKind::DockerImage, "quay.io/x:1", Some("ns"))),
+            f,
+            "empty ns = own ns"
+        );
         for changed in [
             tag(SourceKind::DockerImage, "quay.io/x:2", None),
             tag(SourceKind::DockerImage, "quay.io/x:1", Some("other")),
-            TagReference { reference: Some(true), ..base.clone() },
             TagReference {
-                import_policy: Some(crate::api::TagImportPolicy { import_mode: Some(crate::api::ImportMode::PreserveOriginal), ..Default::default() }),
+                reference: Some(true),
+                ..base.clone()
+            },
+            TagReference {
+                import_policy: Some(crate::api::TagImportPolicy {
+                    import_mode: Some(crate::api::ImportMode::PreserveOriginal),
+                    ..Default::default()
+                }),
                 ..base.clone()
             },
         ] {
@@ -191,10 +236,17 @@ mod tests {
 
     #[test]
     fn re_import_requests() {
-        let t = |g| TagReference { generation: g, ..Default::default() };
+        let t = |g| TagReference {
+            generation: g,
+            ..Default::default()
+        };
         assert_eq!(requested_generation(&t(None), 4), None);
         assert_eq!(requested_generation(&t(Some(0)), 4), Some(4));
         assert_eq!(requested_generation(&t(Some(3)), 4), Some(3));
-        assert_eq!(requested_generation(&t(Some(9)), 4), Some(4), "stale values are clamped");
+        assert_eq!(
+            requested_generation(&t(Some(9)), 4),
+            Some(4),
+            "stale values are clamped"
+        );
     }
 }

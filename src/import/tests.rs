@@ -19,7 +19,12 @@ fn at(secs: i64) -> Time {
 fn docker(name: &str, from: &str) -> TagReference {
     TagReference {
         name: name.into(),
-        from: Some(TagSource { kind: SourceKind::DockerImage, name: from.into(), namespace: None, api_version: None }),
+        from: Some(TagSource {
+            kind: SourceKind::DockerImage,
+            name: from.into(),
+            namespace: None,
+            api_version: None,
+        }),
         ..Default::default()
     }
 }
@@ -27,7 +32,12 @@ fn docker(name: &str, from: &str) -> TagReference {
 fn istag(name: &str, from: &str, ns: Option<&str>) -> TagReference {
     TagReference {
         name: name.into(),
-        from: Some(TagSource { kind: SourceKind::ImageStreamTag, name: from.into(), namespace: ns.map(Into::into), api_version: None }),
+        from: Some(TagSource {
+            kind: SourceKind::ImageStreamTag,
+            name: from.into(),
+            namespace: ns.map(Into::into),
+            api_version: None,
+        }),
         ..Default::default()
     }
 }
@@ -35,29 +45,62 @@ fn istag(name: &str, from: &str, ns: Option<&str>) -> TagReference {
 fn isimage(name: &str, from: &str) -> TagReference {
     TagReference {
         name: name.into(),
-        from: Some(TagSource { kind: SourceKind::ImageStreamImage, name: from.into(), namespace: None, api_version: None }),
+        from: Some(TagSource {
+            kind: SourceKind::ImageStreamImage,
+            name: from.into(),
+            namespace: None,
+            api_version: None,
+        }),
         ..Default::default()
     }
 }
 
 fn stream(name: &str, generation: i64, tags: Vec<TagReference>) -> ImageStream {
-    let mut s = ImageStream::new(name, ImageStreamSpec { tags: Some(tags), ..Default::default() });
+    let mut s = ImageStream::new(
+        name,
+        ImageStreamSpec {
+            tags: Some(tags),
+            ..Default::default()
+        },
+    );
     s.metadata = ObjectMeta {
         name: Some(name.into()),
         namespace: Some("ns".into()),
         generation: Some(generation),
-        annotations: Some([(DOCKER_REPOSITORY_CHECK.to_string(), "2024-01-01T00:00:00Z".to_string())].into()),
+        annotations: Some(
+            [(
+                DOCKER_REPOSITORY_CHECK.to_string(),
+                "2024-01-01T00:00:00Z".to_string(),
+            )]
+            .into(),
+        ),
         ..Default::default()
     };
     s
 }
 
 fn ok(repo: &str, digest: &str) -> Result<ResolvedImage, RegistryError> {
-    Ok(ResolvedImage { digest: digest.into(), docker_image_reference: format!("{repo}@{digest}"), manifests: vec![] })
+    Ok(ResolvedImage {
+        digest: digest.into(),
+        docker_image_reference: format!("{repo}@{digest}"),
+        manifests: vec![],
+    })
 }
 
-fn outcomes(list: &[(&str, Cause, Result<ResolvedImage, RegistryError>)]) -> BTreeMap<String, Outcome> {
-    list.iter().map(|(t, c, r)| (t.to_string(), Outcome { cause: *c, result: r.clone() })).collect()
+fn outcomes(
+    list: &[(&str, Cause, Result<ResolvedImage, RegistryError>)],
+) -> BTreeMap<String, Outcome> {
+    list.iter()
+        .map(|(t, c, r)| {
+            (
+                t.to_string(),
+                Outcome {
+                    cause: *c,
+                    result: r.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 struct World {
@@ -69,18 +112,31 @@ struct World {
 
 impl Default for World {
     fn default() -> Self {
-        Self { others: vec![], local_registry: None, max_history: 10, cross_ns: true }
+        Self {
+            others: vec![],
+            local_registry: None,
+            max_history: 10,
+            cross_ns: true,
+        }
     }
 }
 
 impl World {
     /// One reconcile: resolve and store the new status on the stream, as the controller does.
-    fn step(&self, s: &mut ImageStream, results: &[(&str, Cause, Result<ResolvedImage, RegistryError>)], now: i64) -> (bool, Vec<TagChange>) {
+    fn step(
+        &self,
+        s: &mut ImageStream,
+        results: &[(&str, Cause, Result<ResolvedImage, RegistryError>)],
+        now: i64,
+    ) -> (bool, Vec<TagChange>) {
         let out = outcomes(results);
         let lookup = |ns: &str, name: &str| {
             self.others
                 .iter()
-                .find(|o| o.metadata.namespace.as_deref() == Some(ns) && o.metadata.name.as_deref() == Some(name))
+                .find(|o| {
+                    o.metadata.namespace.as_deref() == Some(ns)
+                        && o.metadata.name.as_deref() == Some(name)
+                })
                 .cloned()
                 .map(Arc::new)
         };
@@ -109,24 +165,56 @@ const B: &str = "sha256:bbbb2222";
 #[test]
 fn mh8_9_new_tag_is_imported_with_stream_generation_and_pinned_reference() {
     let mut s = stream("python", 1, vec![docker("3.5", "centos/python-35-centos7")]);
-    assert_eq!(imports_needed(&s, &Hints::default()), BTreeMap::from([("3.5".to_string(), Cause::SpecChanged)]));
-    let (changed, changes) = World::default().step(&mut s, &[("3.5", Cause::SpecChanged, ok("centos/python-35-centos7", A))], 0);
+    assert_eq!(
+        imports_needed(&s, &Hints::default()),
+        BTreeMap::from([("3.5".to_string(), Cause::SpecChanged)])
+    );
+    let (changed, changes) = World::default().step(
+        &mut s,
+        &[("3.5", Cause::SpecChanged, ok("centos/python-35-centos7", A))],
+        0,
+    );
     assert!(changed);
     let item = head(&s, "3.5").unwrap();
-    assert_eq!(item.docker_image_reference, format!("centos/python-35-centos7@{A}"));
-    assert_eq!((item.image.as_str(), item.generation, item.created.clone()), (A, 1, at(0)));
-    assert_eq!(changes, [TagChange::Imported { tag: "3.5".into(), reference: format!("centos/python-35-centos7@{A}") }]);
-    assert!(imports_needed(&s, &Hints::default()).is_empty(), "nothing left to import");
+    assert_eq!(
+        item.docker_image_reference,
+        format!("centos/python-35-centos7@{A}")
+    );
+    assert_eq!(
+        (item.image.as_str(), item.generation, item.created.clone()),
+        (A, 1, at(0))
+    );
+    assert_eq!(
+        changes,
+        [TagChange::Imported {
+            tag: "3.5".into(),
+            reference: format!("centos/python-35-centos7@{A}")
+        }]
+    );
+    assert!(
+        imports_needed(&s, &Hints::default()).is_empty(),
+        "nothing left to import"
+    );
     assert!(!import_pending(&s, &s.spec_tags()[0], s.status_tag("3.5")));
 }
 
 #[test]
 fn mh8_only_tags_with_pending_changes_are_imported() {
     let mut s = stream("python", 1, vec![docker("a", "x/a"), docker("b", "x/b")]);
-    World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A)), ("b", Cause::SpecChanged, ok("x/b", B))], 0);
+    World::default().step(
+        &mut s,
+        &[
+            ("a", Cause::SpecChanged, ok("x/a", A)),
+            ("b", Cause::SpecChanged, ok("x/b", B)),
+        ],
+        0,
+    );
     s.spec.tags.as_mut().unwrap()[1].from.as_mut().unwrap().name = "x/b:2".into();
     s.metadata.generation = Some(2);
-    assert_eq!(imports_needed(&s, &Hints::default()), BTreeMap::from([("b".to_string(), Cause::SpecChanged)]));
+    assert_eq!(
+        imports_needed(&s, &Hints::default()),
+        BTreeMap::from([("b".to_string(), Cause::SpecChanged)])
+    );
 }
 
 #[test]
@@ -134,13 +222,30 @@ fn mh4_only_import_relevant_changes_count() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     let t = &mut s.spec.tags.as_mut().unwrap()[0];
-    t.import_policy = Some(TagImportPolicy { scheduled: Some(true), insecure: Some(true), import_mode: Some(ImportMode::Legacy) });
-    t.reference_policy = Some(TagReferencePolicy { type_: ReferencePolicyType::Local });
+    t.import_policy = Some(TagImportPolicy {
+        scheduled: Some(true),
+        insecure: Some(true),
+        import_mode: Some(ImportMode::Legacy),
+    });
+    t.reference_policy = Some(TagReferencePolicy {
+        type_: ReferencePolicyType::Local,
+    });
     t.annotations = Some([("description".to_string(), "x".to_string())].into());
     s.metadata.generation = Some(2);
-    assert!(imports_needed(&s, &Hints::default()).is_empty(), "scheduled/insecure/referencePolicy/annotations do not re-import");
-    s.spec.tags.as_mut().unwrap()[0].import_policy.as_mut().unwrap().import_mode = Some(ImportMode::PreserveOriginal);
-    assert_eq!(imports_needed(&s, &Hints::default())["a"], Cause::SpecChanged, "importMode does");
+    assert!(
+        imports_needed(&s, &Hints::default()).is_empty(),
+        "scheduled/insecure/referencePolicy/annotations do not re-import"
+    );
+    s.spec.tags.as_mut().unwrap()[0]
+        .import_policy
+        .as_mut()
+        .unwrap()
+        .import_mode = Some(ImportMode::PreserveOriginal);
+    assert_eq!(
+        imports_needed(&s, &Hints::default())["a"],
+        Cause::SpecChanged,
+        "importMode does"
+    );
 }
 
 #[test]
@@ -152,11 +257,19 @@ fn mh4_generation_zero_and_next_generation_request_a_re_import() {
     s.spec.tags.as_mut().unwrap()[0].generation = Some(4);
     s.metadata.generation = Some(4);
     assert_eq!(imports_needed(&s, &Hints::default())["a"], Cause::Requested);
-    let (changed, changes) = World::default().step(&mut s, &[("a", Cause::Requested, ok("x/a", A))], 10);
-    assert!(changed, "the request is answered by recording the generation (mh11)");
+    let (changed, changes) =
+        World::default().step(&mut s, &[("a", Cause::Requested, ok("x/a", A))], 10);
+    assert!(
+        changed,
+        "the request is answered by recording the generation (mh11)"
+    );
     assert!(changes.is_empty(), "no new image, no Imported event");
     let item = head(&s, "a").unwrap();
-    assert_eq!((item.generation, item.created), (4, at(0)), "same digest: generation updated in place");
+    assert_eq!(
+        (item.generation, item.created),
+        (4, at(0)),
+        "same digest: generation updated in place"
+    );
     assert_eq!(s.status_tag("a").unwrap().items.len(), 1);
     assert!(imports_needed(&s, &Hints::default()).is_empty());
     // OpenShift's own form, `generation: 0`.
@@ -167,22 +280,43 @@ fn mh4_generation_zero_and_next_generation_request_a_re_import() {
 
 #[test]
 fn mh11_35_unchanged_background_check_writes_nothing_and_new_digest_prepends() {
-    let mut s = stream("python", 1, vec![TagReference {
-        import_policy: Some(TagImportPolicy { scheduled: Some(true), ..Default::default() }),
-        ..docker("a", "x/a")
-    }]);
+    let mut s = stream(
+        "python",
+        1,
+        vec![TagReference {
+            import_policy: Some(TagImportPolicy {
+                scheduled: Some(true),
+                ..Default::default()
+            }),
+            ..docker("a", "x/a")
+        }],
+    );
     let w = World::default();
     w.step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.generation = Some(7);
-    let hints = Hints { scheduled_due: true, ..Default::default() };
+    let hints = Hints {
+        scheduled_due: true,
+        ..Default::default()
+    };
     assert_eq!(imports_needed(&s, &hints)["a"], Cause::Scheduled);
     let (changed, _) = w.step(&mut s, &[("a", Cause::Scheduled, ok("x/a", A))], 60);
-    assert!(!changed, "same digest on a scheduled check: no write at all");
+    assert!(
+        !changed,
+        "same digest on a scheduled check: no write at all"
+    );
     let (changed, changes) = w.step(&mut s, &[("a", Cause::Scheduled, ok("x/a", B))], 120);
     assert!(changed);
     assert_eq!(changes.len(), 1);
     let items = &s.status_tag("a").unwrap().items;
-    assert_eq!((items.len(), items[0].image.as_str(), items[0].created.clone(), items[0].generation), (2, B, at(120), 7));
+    assert_eq!(
+        (
+            items.len(),
+            items[0].image.as_str(),
+            items[0].created.clone(),
+            items[0].generation
+        ),
+        (2, B, at(120), 7)
+    );
 }
 
 #[test]
@@ -191,7 +325,12 @@ fn mh12_13_14_failure_keeps_image_one_condition_identical_repeat_is_silent_succe
     let w = World::default();
     w.step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.generation = Some(2);
-    let not_found = || Err(RegistryError::NotFound { reference: "x/a".into(), detail: "manifest unknown".into() });
+    let not_found = || {
+        Err(RegistryError::NotFound {
+            reference: "x/a".into(),
+            detail: "manifest unknown".into(),
+        })
+    };
     let (changed, changes) = w.step(&mut s, &[("a", Cause::Requested, not_found())], 10);
     assert!(changed);
     assert!(matches!(&changes[..], [TagChange::Failed { reason, .. }] if reason == "NotFound"));
@@ -199,75 +338,195 @@ fn mh12_13_14_failure_keeps_image_one_condition_identical_repeat_is_silent_succe
     assert_eq!(tag.items[0].image, A, "the known-good image stays current");
     assert_eq!(tag.conditions.len(), 1);
     let c = &tag.conditions[0];
-    assert_eq!((c.type_.as_str(), c.status.as_str(), c.reason.as_deref(), c.generation), ("ImportSuccess", "False", Some("NotFound"), 2));
-    assert!(c.message.as_deref().unwrap().contains("x/a"), "message names the reference");
+    assert_eq!(
+        (
+            c.type_.as_str(),
+            c.status.as_str(),
+            c.reason.as_deref(),
+            c.generation
+        ),
+        ("ImportSuccess", "False", Some("NotFound"), 2)
+    );
+    assert!(
+        c.message.as_deref().unwrap().contains("x/a"),
+        "message names the reference"
+    );
     let (changed, changes) = w.step(&mut s, &[("a", Cause::Scheduled, not_found())], 20);
-    assert!(!changed && changes.is_empty(), "identical failure: nothing written");
-    assert_eq!(s.status_tag("a").unwrap().conditions[0].last_transition_time, Some(at(10)));
-    let unauthorized = Err(RegistryError::Unauthorized { reference: "x/a".into(), had_credentials: false });
+    assert!(
+        !changed && changes.is_empty(),
+        "identical failure: nothing written"
+    );
+    assert_eq!(
+        s.status_tag("a").unwrap().conditions[0].last_transition_time,
+        Some(at(10))
+    );
+    let unauthorized = Err(RegistryError::Unauthorized {
+        reference: "x/a".into(),
+        had_credentials: false,
+    });
     let (changed, _) = w.step(&mut s, &[("a", Cause::Scheduled, unauthorized)], 30);
     assert!(changed, "a different reason replaces the condition");
     assert_eq!(s.status_tag("a").unwrap().conditions.len(), 1);
     let (changed, _) = w.step(&mut s, &[("a", Cause::Retry, ok("x/a", A))], 40);
     assert!(changed);
-    assert!(s.status_tag("a").unwrap().conditions.is_empty(), "success leaves no condition at all");
+    assert!(
+        s.status_tag("a").unwrap().conditions.is_empty(),
+        "success leaves no condition at all"
+    );
 }
 
 #[test]
 fn mh15_a_failed_non_scheduled_tag_is_not_retried_by_itself() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
-    World::default().step(&mut s, &[("a", Cause::SpecChanged, Err(RegistryError::NotFound { reference: "x/a".into(), detail: "d".into() }))], 0);
-    assert!(imports_needed(&s, &Hints { scheduled_due: true, ..Default::default() }).is_empty());
-    assert_eq!(imports_needed(&s, &Hints { credentials_changed: true, ..Default::default() })["a"], Cause::CredentialsChanged);
-    assert_eq!(imports_needed(&s, &Hints { retry: ["a".to_string()].into(), ..Default::default() })["a"], Cause::Retry);
+    World::default().step(
+        &mut s,
+        &[(
+            "a",
+            Cause::SpecChanged,
+            Err(RegistryError::NotFound {
+                reference: "x/a".into(),
+                detail: "d".into(),
+            }),
+        )],
+        0,
+    );
+    assert!(imports_needed(
+        &s,
+        &Hints {
+            scheduled_due: true,
+            ..Default::default()
+        }
+    )
+    .is_empty());
+    assert_eq!(
+        imports_needed(
+            &s,
+            &Hints {
+                credentials_changed: true,
+                ..Default::default()
+            }
+        )["a"],
+        Cause::CredentialsChanged
+    );
+    assert_eq!(
+        imports_needed(
+            &s,
+            &Hints {
+                retry: ["a".to_string()].into(),
+                ..Default::default()
+            }
+        )["a"],
+        Cause::Retry
+    );
 }
 
 #[test]
 fn mh16_reference_tags_are_recorded_verbatim_and_never_imported() {
-    let mut s = stream("python", 2, vec![TagReference { reference: Some(true), ..docker("ref", "quay.io/x/y:1") }]);
-    assert!(imports_needed(&s, &Hints { scheduled_due: true, ..Default::default() }).is_empty());
+    let mut s = stream(
+        "python",
+        2,
+        vec![TagReference {
+            reference: Some(true),
+            ..docker("ref", "quay.io/x/y:1")
+        }],
+    );
+    assert!(imports_needed(
+        &s,
+        &Hints {
+            scheduled_due: true,
+            ..Default::default()
+        }
+    )
+    .is_empty());
     let (changed, _) = World::default().step(&mut s, &[], 0);
     assert!(changed);
     let item = head(&s, "ref").unwrap();
-    assert_eq!((item.docker_image_reference.as_str(), item.image.as_str(), item.generation), ("quay.io/x/y:1", "", 2));
+    assert_eq!(
+        (
+            item.docker_image_reference.as_str(),
+            item.image.as_str(),
+            item.generation
+        ),
+        ("quay.io/x/y:1", "", 2)
+    );
     assert!(!World::default().step(&mut s, &[], 10).0, "idempotent");
 }
 
 #[test]
 fn mh26_aliases_follow_their_source_including_chains() {
-    let mut s = stream("python", 1, vec![docker("3.5", "x/p:3.5"), istag("latest", "3.5", None), istag("stable", "python:latest", Some("ns"))]);
+    let mut s = stream(
+        "python",
+        1,
+        vec![
+            docker("3.5", "x/p:3.5"),
+            istag("latest", "3.5", None),
+            istag("stable", "python:latest", Some("ns")),
+        ],
+    );
     let w = World::default();
     w.step(&mut s, &[("3.5", Cause::SpecChanged, ok("x/p", A))], 0);
     assert_eq!(head(&s, "latest"), head(&s, "3.5"));
-    assert_eq!(head(&s, "stable"), head(&s, "3.5"), "a chain settles in one reconcile");
+    assert_eq!(
+        head(&s, "stable"),
+        head(&s, "3.5"),
+        "a chain settles in one reconcile"
+    );
     w.step(&mut s, &[("3.5", Cause::Scheduled, ok("x/p", B))], 10);
     assert_eq!(head(&s, "latest").unwrap().image, B);
     assert_eq!(head(&s, "stable").unwrap().image, B);
     assert_eq!(s.status_tag("latest").unwrap().items.len(), 2);
-    assert!(!w.step(&mut s, &[], 20).0, "aliases are stable once settled");
+    assert!(
+        !w.step(&mut s, &[], 20).0,
+        "aliases are stable once settled"
+    );
 }
 
 #[test]
 fn alias_cycles_are_reported_not_looped() {
-    let mut s = stream("python", 1, vec![istag("a", "b", None), istag("b", "a", None)]);
+    let mut s = stream(
+        "python",
+        1,
+        vec![istag("a", "b", None), istag("b", "a", None)],
+    );
     World::default().step(&mut s, &[], 0);
     let c = &s.status_tag("a").unwrap().conditions[0];
     assert_eq!(c.reason.as_deref(), Some("Invalid"));
-    assert!(c.message.as_deref().unwrap().contains("a -> b -> a"), "{c:?}");
+    assert!(
+        c.message.as_deref().unwrap().contains("a -> b -> a"),
+        "{c:?}"
+    );
 }
 
 #[test]
 fn mh27_cross_stream_tags_are_copied_once() {
     let mut source = stream("base", 1, vec![docker("1", "x/base:1")]);
-    World::default().step(&mut source, &[("1", Cause::SpecChanged, ok("x/base", A))], 0);
-    let mut w = World { others: vec![source.clone()], ..Default::default() };
+    World::default().step(
+        &mut source,
+        &[("1", Cause::SpecChanged, ok("x/base", A))],
+        0,
+    );
+    let mut w = World {
+        others: vec![source.clone()],
+        ..Default::default()
+    };
     let mut s = stream("app", 5, vec![istag("base", "base:1", None)]);
     w.step(&mut s, &[], 10);
     let copied = head(&s, "base").unwrap();
-    assert_eq!((copied.image.as_str(), copied.created.clone(), copied.generation), (A, at(0), 5), "created kept, generation ours");
+    assert_eq!(
+        (
+            copied.image.as_str(),
+            copied.created.clone(),
+            copied.generation
+        ),
+        (A, at(0), 5),
+        "created kept, generation ours"
+    );
     World::default().step(&mut source, &[("1", Cause::Scheduled, ok("x/base", B))], 20);
     w.others = vec![source];
-    assert!(!w.step(&mut s, &[], 30).0, "later source changes are not propagated");
+    assert!(
+        !w.step(&mut s, &[], 30).0,
+        "later source changes are not propagated"
+    );
     assert_eq!(head(&s, "base").unwrap().image, A);
 }
 
@@ -275,17 +534,33 @@ fn mh27_cross_stream_tags_are_copied_once() {
 fn mh27_missing_source_stream_is_reported_and_empty_source_tag_waits() {
     let mut s = stream("app", 1, vec![istag("base", "base:1", None)]);
     World::default().step(&mut s, &[], 0);
-    assert_eq!(s.status_tag("base").unwrap().conditions[0].reason.as_deref(), Some("NotFound"));
+    assert_eq!(
+        s.status_tag("base").unwrap().conditions[0]
+            .reason
+            .as_deref(),
+        Some("NotFound")
+    );
     let empty = stream("base", 1, vec![]);
     let mut s = stream("app", 1, vec![istag("base", "base:1", None)]);
-    let (changed, _) = World { others: vec![empty], ..Default::default() }.step(&mut s, &[], 0);
-    assert!(!changed && s.status_tag("base").is_none(), "a source tag without items records nothing");
+    let (changed, _) = World {
+        others: vec![empty],
+        ..Default::default()
+    }
+    .step(&mut s, &[], 0);
+    assert!(
+        !changed && s.status_tag("base").is_none(),
+        "a source tag without items records nothing"
+    );
 }
 
 #[test]
 fn cross_namespace_sources_need_the_operator_flag() {
     let mut s = stream("app", 1, vec![istag("base", "base:1", Some("other"))]);
-    World { cross_ns: false, ..Default::default() }.step(&mut s, &[], 0);
+    World {
+        cross_ns: false,
+        ..Default::default()
+    }
+    .step(&mut s, &[], 0);
     let c = &s.status_tag("base").unwrap().conditions[0];
     assert_eq!(c.reason.as_deref(), Some("Forbidden"));
 }
@@ -293,41 +568,100 @@ fn cross_namespace_sources_need_the_operator_flag() {
 #[test]
 fn mh28_image_stream_image_by_digest_or_unique_prefix() {
     let mut source = stream("ruby", 1, vec![docker("1", "x/r:1"), docker("2", "x/r:2")]);
-    World::default().step(&mut source, &[("1", Cause::SpecChanged, ok("x/r", "sha256:abc111")), ("2", Cause::SpecChanged, ok("x/r", "sha256:abd222"))], 0);
-    let w = World { others: vec![source], ..Default::default() };
-    let mut s = stream("app", 1, vec![isimage("exact", "ruby@sha256:abc111"), isimage("prefix", "ruby@abd"), isimage("ambiguous", "ruby@ab"), isimage("none", "ruby@ff")]);
+    World::default().step(
+        &mut source,
+        &[
+            ("1", Cause::SpecChanged, ok("x/r", "sha256:abc111")),
+            ("2", Cause::SpecChanged, ok("x/r", "sha256:abd222")),
+        ],
+        0,
+    );
+    let w = World {
+        others: vec![source],
+        ..Default::default()
+    };
+    let mut s = stream(
+        "app",
+        1,
+        vec![
+            isimage("exact", "ruby@sha256:abc111"),
+            isimage("prefix", "ruby@abd"),
+            isimage("ambiguous", "ruby@ab"),
+            isimage("none", "ruby@ff"),
+        ],
+    );
     w.step(&mut s, &[], 10);
     assert_eq!(head(&s, "exact").unwrap().image, "sha256:abc111");
     assert_eq!(head(&s, "prefix").unwrap().image, "sha256:abd222");
     assert_eq!(head(&s, "prefix").unwrap().created, at(10));
-    assert_eq!(s.status_tag("ambiguous").unwrap().conditions[0].reason.as_deref(), Some("Conflict"));
-    assert_eq!(s.status_tag("none").unwrap().conditions[0].reason.as_deref(), Some("NotFound"));
+    assert_eq!(
+        s.status_tag("ambiguous").unwrap().conditions[0]
+            .reason
+            .as_deref(),
+        Some("Conflict")
+    );
+    assert_eq!(
+        s.status_tag("none").unwrap().conditions[0]
+            .reason
+            .as_deref(),
+        Some("NotFound")
+    );
 }
 
 #[test]
 fn mh30_31_history_is_capped_and_removed_spec_tags_keep_status() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
-    let w = World { max_history: 3, ..Default::default() };
+    let w = World {
+        max_history: 3,
+        ..Default::default()
+    };
     for i in 0..5 {
-        w.step(&mut s, &[("a", Cause::Scheduled, ok("x/a", &format!("sha256:{i}")))], i);
+        w.step(
+            &mut s,
+            &[("a", Cause::Scheduled, ok("x/a", &format!("sha256:{i}")))],
+            i,
+        );
     }
     let items = &s.status_tag("a").unwrap().items;
-    assert_eq!(items.iter().map(|i| i.image.as_str()).collect::<Vec<_>>(), ["sha256:4", "sha256:3", "sha256:2"]);
+    assert_eq!(
+        items.iter().map(|i| i.image.as_str()).collect::<Vec<_>>(),
+        ["sha256:4", "sha256:3", "sha256:2"]
+    );
     s.spec.tags = Some(vec![]);
     assert!(!w.step(&mut s, &[], 10).0);
-    assert!(s.status_tag("a").is_some(), "history survives removal of the spec tag");
+    assert!(
+        s.status_tag("a").is_some(),
+        "history survives removal of the spec tag"
+    );
 }
 
 #[test]
 fn mh6_7_status_tags_sorted_and_repository_from_spec_or_local_registry() {
     let mut s = stream("python", 1, vec![docker("z", "x/z"), docker("a", "x/a")]);
     s.spec.docker_image_repository = Some("quay.io/org/python".into());
-    World::default().step(&mut s, &[("z", Cause::SpecChanged, ok("x/z", A)), ("a", Cause::SpecChanged, ok("x/a", B))], 0);
+    World::default().step(
+        &mut s,
+        &[
+            ("z", Cause::SpecChanged, ok("x/z", A)),
+            ("a", Cause::SpecChanged, ok("x/a", B)),
+        ],
+        0,
+    );
     let st = s.status.clone().unwrap();
-    assert_eq!(st.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(), ["a", "z"]);
+    assert_eq!(
+        st.tags.iter().map(|t| t.tag.as_str()).collect::<Vec<_>>(),
+        ["a", "z"]
+    );
     assert_eq!(st.docker_image_repository, "quay.io/org/python");
-    World { local_registry: Some("registry.local:5000".into()), ..Default::default() }.step(&mut s, &[], 1);
-    assert_eq!(s.status.unwrap().docker_image_repository, "registry.local:5000/ns/python");
+    World {
+        local_registry: Some("registry.local:5000".into()),
+        ..Default::default()
+    }
+    .step(&mut s, &[], 1);
+    assert_eq!(
+        s.status.unwrap().docker_image_repository,
+        "registry.local:5000/ns/python"
+    );
 }
 
 #[test]
@@ -335,18 +669,32 @@ fn mh24_missing_repository_check_annotation_re_imports_everything_importable() {
     let mut s = stream("python", 1, vec![docker("a", "x/a"), istag("b", "a", None)]);
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.annotations = None;
-    assert_eq!(imports_needed(&s, &Hints::default()), BTreeMap::from([("a".to_string(), Cause::RepositoryCheck)]));
+    assert_eq!(
+        imports_needed(&s, &Hints::default()),
+        BTreeMap::from([("a".to_string(), Cause::RepositoryCheck)])
+    );
 }
 
 #[test]
 fn mh34_digest_pinned_scheduled_tag_stops_after_first_success() {
     let pinned = format!("x/a@sha256:{}", "a".repeat(64));
     let tag = TagReference {
-        import_policy: Some(TagImportPolicy { scheduled: Some(true), ..Default::default() }),
+        import_policy: Some(TagImportPolicy {
+            scheduled: Some(true),
+            ..Default::default()
+        }),
         ..docker("a", &pinned)
     };
     let mut s = stream("python", 1, vec![tag]);
     assert!(is_scheduled(&s, &s.spec_tags()[0]));
-    World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", &format!("sha256:{}", "a".repeat(64))))], 0);
+    World::default().step(
+        &mut s,
+        &[(
+            "a",
+            Cause::SpecChanged,
+            ok("x/a", &format!("sha256:{}", "a".repeat(64))),
+        )],
+        0,
+    );
     assert!(!is_scheduled(&s, &s.spec_tags()[0]));
 }

@@ -173,8 +173,8 @@ fn entries_of(secret: &Secret) -> Result<Vec<Entry>, String> {
     auths
         .into_iter()
         .map(|(key, auth)| {
-            let credential = credential_of(&auth, &source)
-                .map_err(|e| format!("{field} entry {key:?}: {e}"))?;
+            let credential =
+                credential_of(&auth, &source).map_err(|e| format!("{field} entry {key:?}: {e}"))?;
             let (host, port, path) = parse_key(&key);
             Ok(Entry {
                 host,
@@ -221,7 +221,11 @@ fn parse_key(key: &str) -> (String, Option<String>, String) {
         .or_else(|| path.strip_prefix("v2/"))
         .unwrap_or(path)
         .trim_matches('/');
-    let path = if path == "v1" || path == "v2" { "" } else { path };
+    let path = if path == "v1" || path == "v2" {
+        ""
+    } else {
+        path
+    };
     let (host, port) = split_port(hostport);
     let host = canonical_host(&host.to_ascii_lowercase());
     (host, port.map(str::to_string), path.to_string())
@@ -229,7 +233,9 @@ fn parse_key(key: &str) -> (String, Option<String>, String) {
 
 fn canonical_host(host: &str) -> String {
     match host {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".into(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".into()
+        }
         other => other.to_string(),
     }
 }
@@ -322,9 +328,17 @@ mod tests {
         assert_eq!(user_for(&k, "quay.io/orgx/app").as_deref(), Some("quay"));
         assert_eq!(user_for(&k, "python:3.5").as_deref(), Some("hub"));
         assert_eq!(user_for(&k, "r.example.com/x").as_deref(), Some("glob"));
-        assert_eq!(user_for(&k, "a.r.example.com/x"), None, "a glob matches one label");
+        assert_eq!(
+            user_for(&k, "a.r.example.com/x"),
+            None,
+            "a glob matches one label"
+        );
         assert_eq!(user_for(&k, "reg.local:80/x").as_deref(), Some("port80"));
-        assert_eq!(user_for(&k, "reg.local/x"), None, "the port must be identical");
+        assert_eq!(
+            user_for(&k, "reg.local/x"),
+            None,
+            "the port must be identical"
+        );
         assert_eq!(user_for(&k, "legacy.io/x").as_deref(), Some("legacy"));
         assert_eq!(user_for(&k, "other.io/x"), None);
     }
@@ -340,9 +354,18 @@ mod tests {
         excluded.metadata.annotations =
             Some([(EXCLUDE_SECRET.to_string(), "true".to_string())].into());
         let opaque = secret("op", "Opaque", "x", serde_json::json!({}));
-        let mut broken = secret("broken", DOCKER_CONFIG_JSON, ".dockerconfigjson", serde_json::json!({}));
+        let mut broken = secret(
+            "broken",
+            DOCKER_CONFIG_JSON,
+            ".dockerconfigjson",
+            serde_json::json!({}),
+        );
         broken.data = Some(
-            [(".dockerconfigjson".to_string(), ByteString(b"{not json".to_vec()))].into(),
+            [(
+                ".dockerconfigjson".to_string(),
+                ByteString(b"{not json".to_vec()),
+            )]
+            .into(),
         );
         let bad_auth = secret(
             "badauth",
@@ -359,8 +382,18 @@ mod tests {
 
     #[test]
     fn fingerprint_changes_with_credentials() {
-        let s1 = secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", serde_json::json!({"auths": {"q.io": auth("u1")}}));
-        let s2 = secret("a", DOCKER_CONFIG_JSON, ".dockerconfigjson", serde_json::json!({"auths": {"q.io": auth("u2")}}));
+        let s1 = secret(
+            "a",
+            DOCKER_CONFIG_JSON,
+            ".dockerconfigjson",
+            serde_json::json!({"auths": {"q.io": auth("u1")}}),
+        );
+        let s2 = secret(
+            "a",
+            DOCKER_CONFIG_JSON,
+            ".dockerconfigjson",
+            serde_json::json!({"auths": {"q.io": auth("u2")}}),
+        );
         let f1 = Keyring::from_secrets([&s1]).0.fingerprint();
         assert_eq!(f1, Keyring::from_secrets([&s1]).0.fingerprint());
         assert_ne!(f1, Keyring::from_secrets([&s2]).0.fingerprint());

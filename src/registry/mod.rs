@@ -52,5 +52,8 @@ pub struct ResolvedImage {
 /// Resolves pull specs to digests. The real implementation is [`oci::OciResolver`]; the trait
 /// exists so the reconcile logic can be exercised without a network.
 pub trait ImageResolver: Send + Sync {
-    fn resolve(&self, request: ImportRequest) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>>;
+    fn resolve(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>>;
 }

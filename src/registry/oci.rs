@@ -111,12 +111,20 @@ impl OciResolver {
         }
         let allowed = &self.config.allowed_registries;
         if !allowed.is_empty() && !allowed.iter().any(|a| registry_matches(a, registry, host)) {
-            return Err(forbidden("it is not on the operator's --allowed-registries list"));
+            return Err(forbidden(
+                "it is not on the operator's --allowed-registries list",
+            ));
         }
         Ok(())
     }
 
-    fn client(&self, registry: &str, http: bool, insecure: bool, auth: &RegistryAuth) -> Arc<Client> {
+    fn client(
+        &self,
+        registry: &str,
+        http: bool,
+        insecure: bool,
+        auth: &RegistryAuth,
+    ) -> Arc<Client> {
         let credential = match auth {
             RegistryAuth::Basic(u, p) => Some((u.clone(), p.clone())),
             _ => None,
@@ -262,7 +270,10 @@ impl OciResolver {
 }
 
 impl ImageResolver for OciResolver {
-    fn resolve(&self, request: ImportRequest) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>> {
+    fn resolve(
+        &self,
+        request: ImportRequest,
+    ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>> {
         Box::pin(self.resolve_inner(request))
     }
 }
@@ -276,12 +287,16 @@ pub fn choose_platform<'a>(
     default_os: &str,
     default_arch: &str,
 ) -> &'a ChildManifest {
-    let find = |os: &str, arch: &str| children.iter().find(|c| c.os == os && c.architecture == arch);
+    let find = |os: &str, arch: &str| {
+        children
+            .iter()
+            .find(|c| c.os == os && c.architecture == arch)
+    };
     let preferred = match (prefer_os, prefer_arch) {
         (None, None) => None,
-        (os, arch) => children.iter().find(|c| {
-            os.is_none_or(|o| c.os == o) && arch.is_none_or(|a| c.architecture == a)
-        }),
+        (os, arch) => children
+            .iter()
+            .find(|c| os.is_none_or(|o| c.os == o) && arch.is_none_or(|a| c.architecture == a)),
     };
     preferred
         .or_else(|| find(default_os, default_arch))
@@ -328,7 +343,9 @@ async fn fetch_manifest(
     auth: &RegistryAuth,
 ) -> Result<Manifest, OciDistributionError> {
     // oci-client verifies that the body hashes to the digest we asked for.
-    let (body, _) = client.pull_manifest_raw(by_digest, auth, MANIFEST_TYPES).await?;
+    let (body, _) = client
+        .pull_manifest_raw(by_digest, auth, MANIFEST_TYPES)
+        .await?;
     if body.len() > MAX_MANIFEST_BYTES {
         return Err(OciDistributionError::ManifestParsingError(format!(
             "manifest is {} bytes, more than the 4 MiB limit",
@@ -371,8 +388,11 @@ async fn fetch_manifest(
 
 fn registry_matches(pattern: &str, registry: &str, host: &str) -> bool {
     if let Some((net, bits)) = pattern.split_once('/') {
-        let (Ok(net), Ok(bits), Ok(ip)) = (net.parse::<IpAddr>(), bits.parse::<u32>(), host.parse::<IpAddr>())
-        else {
+        let (Ok(net), Ok(bits), Ok(ip)) = (
+            net.parse::<IpAddr>(),
+            bits.parse::<u32>(),
+            host.parse::<IpAddr>(),
+        ) else {
             return false;
         };
         return in_cidr(ip, net, bits);
@@ -381,19 +401,30 @@ fn registry_matches(pattern: &str, registry: &str, host: &str) -> bool {
         return host.ends_with(&format!(".{domain}"));
     }
     if let (Ok(p), Ok(h)) = (host_of(pattern).parse::<IpAddr>(), host.parse::<IpAddr>()) {
-        return p == h && (!pattern.contains("]:") && pattern.parse::<IpAddr>().is_ok() || pattern == registry);
+        return p == h
+            && (!pattern.contains("]:") && pattern.parse::<IpAddr>().is_ok()
+                || pattern == registry);
     }
-    pattern.eq_ignore_ascii_case(registry) || (!pattern.contains(':') && pattern.eq_ignore_ascii_case(host))
+    pattern.eq_ignore_ascii_case(registry)
+        || (!pattern.contains(':') && pattern.eq_ignore_ascii_case(host))
 }
 
 fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) if bits <= 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(ip) & mask == u32::from(net) & mask
         }
         (IpAddr::V6(ip), IpAddr::V6(net)) if bits <= 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(ip) & mask == u128::from(net) & mask
         }
         _ => false,
@@ -420,49 +451,100 @@ fn looks_like_plain_http(e: &OciDistributionError) -> bool {
         return false;
     };
     let chain = error_chain(r).to_ascii_lowercase();
-    chain.contains("invalidcontenttype") || chain.contains("corrupt message") || chain.contains("http/1")
-        || chain.contains("invalid content type") || chain.contains("wrong version number")
+    chain.contains("invalidcontenttype")
+        || chain.contains("corrupt message")
+        || chain.contains("http/1")
+        || chain.contains("invalid content type")
+        || chain.contains("wrong version number")
 }
 
 /// Map oci-client's errors to the reasons the controller writes.
 fn classify(image: &ImageRef, e: OciDistributionError, had_credentials: bool) -> RegistryError {
     let reference = image.to_string();
     match e {
-        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
-            RegistryError::Unauthorized { reference, had_credentials }
-        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => RegistryError::Unauthorized {
+            reference,
+            had_credentials,
+        },
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             let detail = envelope.to_string();
-            if codes.iter().any(|c| matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown)) {
-                RegistryError::NotFound { reference, detail: "manifest unknown".into() }
-            } else if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
-                RegistryError::Unauthorized { reference, had_credentials }
+            if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown))
+            {
+                RegistryError::NotFound {
+                    reference,
+                    detail: "manifest unknown".into(),
+                }
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Unauthorized))
+            {
+                RegistryError::Unauthorized {
+                    reference,
+                    had_credentials,
+                }
             } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
-                RegistryError::Forbidden { reference, detail: format!("access denied by the registry: {detail}") }
-            } else if codes.iter().any(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
-                RegistryError::RateLimited { reference, retry_after: None }
+                RegistryError::Forbidden {
+                    reference,
+                    detail: format!("access denied by the registry: {detail}"),
+                }
+            } else if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::Toomanyrequests))
+            {
+                RegistryError::RateLimited {
+                    reference,
+                    retry_after: None,
+                }
             } else {
                 RegistryError::Internal { reference, detail }
             }
         }
         OciDistributionError::ServerError { code, message, .. } => match code {
-            404 => RegistryError::NotFound { reference, detail: "manifest unknown".into() },
-            401 => RegistryError::Unauthorized { reference, had_credentials },
-            403 => RegistryError::Forbidden { reference, detail: format!("access denied by the registry (HTTP 403) {message}").trim().to_string() },
-            429 => RegistryError::RateLimited { reference, retry_after: None },
-            c if (500..600).contains(&c) => RegistryError::Unreachable { reference, detail: format!("the registry answered HTTP {c}") },
-            c => RegistryError::Internal { reference, detail: format!("unexpected HTTP {c}: {message}") },
+            404 => RegistryError::NotFound {
+                reference,
+                detail: "manifest unknown".into(),
+            },
+            401 => RegistryError::Unauthorized {
+                reference,
+                had_credentials,
+            },
+            403 => RegistryError::Forbidden {
+                reference,
+                detail: format!("access denied by the registry (HTTP 403) {message}")
+                    .trim()
+                    .to_string(),
+            },
+            429 => RegistryError::RateLimited {
+                reference,
+                retry_after: None,
+            },
+            c if (500..600).contains(&c) => RegistryError::Unreachable {
+                reference,
+                detail: format!("the registry answered HTTP {c}"),
+            },
+            c => RegistryError::Internal {
+                reference,
+                detail: format!("unexpected HTTP {c}: {message}"),
+            },
         },
-        OciDistributionError::RequestError(r) if r.is_timeout() || r.is_connect() => RegistryError::Unreachable {
-            reference,
-            detail: error_chain(&r),
-        },
+        OciDistributionError::RequestError(r) if r.is_timeout() || r.is_connect() => {
+            RegistryError::Unreachable {
+                reference,
+                detail: error_chain(&r),
+            }
+        }
         OciDistributionError::DigestError(d) => RegistryError::Internal {
             reference,
             detail: format!("content integrity error: {d}"),
         },
-        other => RegistryError::Internal { reference, detail: error_chain(&other) },
+        other => RegistryError::Internal {
+            reference,
+            detail: error_chain(&other),
+        },
     }
 }
 
@@ -483,12 +565,28 @@ mod tests {
 
     #[test]
     fn legacy_platform_choice_follows_openshift_order() {
-        let list = [child("linux", "arm64", "a"), child("linux", "amd64", "b"), child("linux", "s390x", "c")];
-        assert_eq!(choose_platform(&list, None, Some("s390x"), "linux", "arm64").digest, "c");
-        assert_eq!(choose_platform(&list, None, None, "linux", "arm64").digest, "a");
-        assert_eq!(choose_platform(&list, None, None, "linux", "ppc64le").digest, "b");
+        let list = [
+            child("linux", "arm64", "a"),
+            child("linux", "amd64", "b"),
+            child("linux", "s390x", "c"),
+        ];
+        assert_eq!(
+            choose_platform(&list, None, Some("s390x"), "linux", "arm64").digest,
+            "c"
+        );
+        assert_eq!(
+            choose_platform(&list, None, None, "linux", "arm64").digest,
+            "a"
+        );
+        assert_eq!(
+            choose_platform(&list, None, None, "linux", "ppc64le").digest,
+            "b"
+        );
         let odd = [child("windows", "386", "w"), child("plan9", "x", "p")];
-        assert_eq!(choose_platform(&odd, None, None, "linux", "amd64").digest, "w");
+        assert_eq!(
+            choose_platform(&odd, None, None, "linux", "amd64").digest,
+            "w"
+        );
     }
 
     #[test]
@@ -497,18 +595,34 @@ mod tests {
             blocked_registries: vec!["evil.example.com".into()],
             ..Default::default()
         });
-        for image in ["169.254.169.254/latest/meta-data", "metadata.google.internal/x", "evil.example.com/x:1"] {
-            let err = r.check_allowed(&ImageRef::parse(image).unwrap()).unwrap_err();
+        for image in [
+            "169.254.169.254/latest/meta-data",
+            "metadata.google.internal/x",
+            "evil.example.com/x:1",
+        ] {
+            let err = r
+                .check_allowed(&ImageRef::parse(image).unwrap())
+                .unwrap_err();
             assert_eq!(err.reason(), "Forbidden", "{image}");
         }
-        assert!(r.check_allowed(&ImageRef::parse("quay.io/x").unwrap()).is_ok());
+        assert!(r
+            .check_allowed(&ImageRef::parse("quay.io/x").unwrap())
+            .is_ok());
         let only = OciResolver::new(ResolverConfig {
             allowed_registries: vec!["*.corp.io".into(), "127.0.0.1:5000".into()],
             ..Default::default()
         });
-        assert!(only.check_allowed(&ImageRef::parse("r.corp.io/x").unwrap()).is_ok());
-        assert!(only.check_allowed(&ImageRef::parse("127.0.0.1:5000/x").unwrap()).is_ok());
-        assert!(only.check_allowed(&ImageRef::parse("127.0.0.1:5001/x").unwrap()).is_err());
-        assert!(only.check_allowed(&ImageRef::parse("quay.io/x").unwrap()).is_err());
+        assert!(only
+            .check_allowed(&ImageRef::parse("r.corp.io/x").unwrap())
+            .is_ok());
+        assert!(only
+            .check_allowed(&ImageRef::parse("127.0.0.1:5000/x").unwrap())
+            .is_ok());
+        assert!(only
+            .check_allowed(&ImageRef::parse("127.0.0.1:5001/x").unwrap())
+            .is_err());
+        assert!(only
+            .check_allowed(&ImageRef::parse("quay.io/x").unwrap())
+            .is_err());
     }
 }

@@ -183,7 +183,10 @@ mod tests {
             "repo:tag:tag",
         ] {
             let err = ImageRef::parse(bad).unwrap_err();
-            assert!(err.to_string().starts_with("invalid image reference"), "{err}");
+            assert!(
+                err.to_string().starts_with("invalid image reference"),
+                "{err}"
+            );
         }
     }
 

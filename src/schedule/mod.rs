@@ -93,14 +93,23 @@ mod tests {
         let s = Scheduler::new(Duration::from_secs(900), 60);
         let now = Instant::now();
         let mut firsts: Vec<u64> = (0..200)
-            .map(|i| s.until_due(&format!("ns/s{i}"), &format!("uid-{i}"), now).as_secs())
+            .map(|i| {
+                s.until_due(&format!("ns/s{i}"), &format!("uid-{i}"), now)
+                    .as_secs()
+            })
             .collect();
         assert!(firsts.iter().all(|d| *d <= 900));
         firsts.sort();
-        assert!(firsts[20] < 200 && firsts[180] > 700, "spread over the interval: {firsts:?}");
+        assert!(
+            firsts[20] < 200 && firsts[180] > 700,
+            "spread over the interval: {firsts:?}"
+        );
         s.mark_checked("ns/s0", now);
         assert_eq!(s.until_due("ns/s0", "uid-0", now), Duration::from_secs(900));
-        assert_eq!(s.until_due("ns/s0", "uid-0", now + Duration::from_secs(901)), Duration::ZERO);
+        assert_eq!(
+            s.until_due("ns/s0", "uid-0", now + Duration::from_secs(901)),
+            Duration::ZERO
+        );
     }
 
     #[test]
@@ -110,7 +119,12 @@ mod tests {
             assert!(s.try_acquire().is_ok());
         }
         let wait = s.try_acquire().unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(Scheduler::new(Duration::from_secs(5), 0).try_acquire().is_ok());
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert!(Scheduler::new(Duration::from_secs(5), 0)
+            .try_acquire()
+            .is_ok());
     }
 }

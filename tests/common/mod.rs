@@ -34,17 +34,28 @@ impl Drop for Registry {
 
 /// The registry binary, or None with the reason printed (the test then skips, loudly).
 pub fn registry_binary() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()));
+    let path = PathBuf::from(
+        std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()),
+    );
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIP: {} not found; install Debian's docker-registry (as .ci/run does)", path.display());
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIP: {} not found; install Debian's docker-registry (as .ci/run does)",
+            path.display()
+        );
         None
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Registry {
@@ -58,9 +69,15 @@ impl Registry {
         let mut auth = RegistryAuth::Anonymous;
         if let Some((user, password)) = htpasswd {
             let file = dir.path().join("htpasswd");
-            let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils) is installed");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd (apache2-utils) is installed");
             std::fs::write(&file, out.stdout).unwrap();
-            auth_section = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", file.display());
+            auth_section = format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                file.display()
+            );
             auth = RegistryAuth::Basic(user.into(), password.into());
         }
         let config = format!(
@@ -69,7 +86,7 @@ impl Registry {
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("serve")
             .arg(&config_path)
             .stdout(Stdio::null())
@@ -78,36 +95,72 @@ impl Registry {
             .expect("start docker-registry");
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(&addr).await.is_ok() {
-                return Some(Self { addr, child, _dir: dir, auth });
+                return Some(Self {
+                    addr,
+                    child,
+                    _dir: dir,
+                    auth,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("docker-registry did not listen on {addr}");
     }
 
     pub fn client(&self) -> Client {
-        Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() })
+        Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
     }
 
     /// Push a single-platform image whose config embeds `marker`; returns the manifest digest.
     pub async fn push_image(&self, repo: &str, tag: &str, marker: &str, oci: bool) -> String {
-        let (bytes, media_type) = self.image_manifest(repo, marker, "linux", "amd64", oci).await;
+        let (bytes, media_type) = self
+            .image_manifest(repo, marker, "linux", "amd64", oci)
+            .await;
         self.push_manifest(repo, tag, bytes, media_type).await
     }
 
     /// Push an image for one platform and return (manifest bytes, media type) without tagging it.
-    pub async fn image_manifest(&self, repo: &str, marker: &str, os: &str, arch: &str, oci: bool) -> (Vec<u8>, &'static str) {
+    pub async fn image_manifest(
+        &self,
+        repo: &str,
+        marker: &str,
+        os: &str,
+        arch: &str,
+        oci: bool,
+    ) -> (Vec<u8>, &'static str) {
         let client = self.client();
         let reference = Reference::with_tag(self.addr.clone(), repo.into(), "x".into());
-        client.auth(&reference, &self.auth, RegistryOperation::Push).await.unwrap();
+        client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .unwrap();
         let layer = format!("layer {marker}").into_bytes();
         let config = serde_json::json!({"architecture": arch, "os": os, "config": {"Env": [format!("MARKER={marker}")]}, "rootfs": {"type": "layers", "diff_ids": [digest(&layer)]}}).to_string().into_bytes();
-        client.push_blob(&reference, layer.clone(), &digest(&layer)).await.unwrap();
-        client.push_blob(&reference, config.clone(), &digest(&config)).await.unwrap();
+        client
+            .push_blob(&reference, layer.clone(), &digest(&layer))
+            .await
+            .unwrap();
+        client
+            .push_blob(&reference, config.clone(), &digest(&config))
+            .await
+            .unwrap();
         let (mt, cfg_mt, layer_mt) = if oci {
-            ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar")
+            (
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar",
+            )
         } else {
-            ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar")
+            (
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.image.rootfs.diff.tar",
+            )
         };
         let manifest = serde_json::json!({
             "schemaVersion": 2, "mediaType": mt,
@@ -117,13 +170,26 @@ impl Registry {
         (serde_json::to_vec(&manifest).unwrap(), mt)
     }
 
-    pub async fn push_manifest(&self, repo: &str, tag: &str, bytes: Vec<u8>, media_type: &str) -> String {
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        tag: &str,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> String {
         let client = self.client();
         let reference = Reference::with_tag(self.addr.clone(), repo.into(), tag.into());
-        client.auth(&reference, &self.auth, RegistryOperation::Push).await.unwrap();
+        client
+            .auth(&reference, &self.auth, RegistryOperation::Push)
+            .await
+            .unwrap();
         let d = digest(&bytes);
         client
-            .push_manifest_raw(&reference, bytes, http::HeaderValue::from_str(media_type).unwrap())
+            .push_manifest_raw(
+                &reference,
+                bytes,
+                http::HeaderValue::from_str(media_type).unwrap(),
+            )
             .await
             .unwrap();
         d
@@ -133,15 +199,28 @@ impl Registry {
     pub async fn push_list(&self, repo: &str, tag: &str, oci: bool) -> (String, String, String) {
         let mut children = Vec::new();
         for arch in ["amd64", "arm64"] {
-            let (bytes, mt) = self.image_manifest(repo, &format!("{tag}-{arch}"), "linux", arch, oci).await;
-            let d = self.push_manifest(repo, &d_tag(arch, tag), bytes.clone(), mt).await;
+            let (bytes, mt) = self
+                .image_manifest(repo, &format!("{tag}-{arch}"), "linux", arch, oci)
+                .await;
+            let d = self
+                .push_manifest(repo, &d_tag(arch, tag), bytes.clone(), mt)
+                .await;
             children.push(serde_json::json!({"mediaType": mt, "size": bytes.len(), "digest": d, "platform": {"os": "linux", "architecture": arch}}));
         }
-        let mt = if oci { "application/vnd.oci.image.index.v1+json" } else { "application/vnd.docker.distribution.manifest.list.v2+json" };
+        let mt = if oci {
+            "application/vnd.oci.image.index.v1+json"
+        } else {
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        };
         let list = serde_json::json!({"schemaVersion": 2, "mediaType": mt, "manifests": children});
         let amd = children[0]["digest"].as_str().unwrap().to_string();
         let arm = children[1]["digest"].as_str().unwrap().to_string();
-        (self.push_manifest(repo, tag, serde_json::to_vec(&list).unwrap(), mt).await, amd, arm)
+        (
+            self.push_manifest(repo, tag, serde_json::to_vec(&list).unwrap(), mt)
+                .await,
+            amd,
+            arm,
+        )
     }
 }
 
@@ -150,5 +229,11 @@ fn d_tag(arch: &str, tag: &str) -> String {
 }
 
 pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }

@@ -1,0 +1,139 @@
+//! End to end against a real cluster: set IMAGESTREAM_E2E=1 and KUBECONFIG (a kind cluster on a
+//! laptop works unchanged). The controller runs in this process, out of cluster, so it reaches
+//! the test's docker-registry on 127.0.0.1; the cluster only stores objects.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagestream_operator::api::*;
+use imagestream_operator::crdgen::imagestream_crd;
+use imagestream_operator::import::controller::{self, Settings};
+use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
+use imagestream_operator::schedule::Scheduler;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+fn enabled() -> bool {
+    let on = std::env::var("IMAGESTREAM_E2E").as_deref() == Ok("1");
+    let kubeconfig = std::env::var("KUBECONFIG").is_ok_and(|k| !k.is_empty());
+    if !(on && kubeconfig) {
+        // Written to the stderr handle, not eprintln!, so the reason shows even though the
+        // test harness captures the output of passing tests.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIP e2e: set IMAGESTREAM_E2E=1 and KUBECONFIG to run it against a real cluster (e.g. kind)");
+    }
+    on && kubeconfig
+}
+
+async fn wait_for(
+    api: &Api<ImageStream>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&ImageStream) -> bool,
+) -> ImageStream {
+    for _ in 0..120 {
+        if let Ok(s) = api.get(name).await {
+            if ok(&s) {
+                return s;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        api.get(name).await.ok().and_then(|s| s.status)
+    );
+}
+
+#[tokio::test]
+async fn seed_stream_is_imported_and_history_grows_on_push() {
+    if !enabled() {
+        return;
+    }
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let first = reg.push_image("e2e/ruby", "latest", "one", false).await;
+
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = imagestream_crd().unwrap();
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let ns_name = format!("is-e2e-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns_name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let resolver = OciResolver::new(ResolverConfig {
+        insecure_registries: vec![reg.addr.clone()],
+        ..Default::default()
+    });
+    let scheduler = Scheduler::new(Duration::from_secs(2), 0);
+    let ctrl = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver),
+        scheduler,
+        Settings::default(),
+    ));
+
+    // The seed's scheduled example, pointed at the local registry.
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns_name);
+    let stream: ImageStream = serde_json::from_value(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "ruby"},
+        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/ruby", reg.addr)}, "importPolicy": {"scheduled": true}}]}
+    }))
+    .unwrap();
+    streams
+        .create(&PostParams::default(), &stream)
+        .await
+        .unwrap();
+
+    let s = wait_for(&streams, "ruby", "first import", |s| {
+        s.status_tag("latest").is_some_and(|t| !t.items.is_empty())
+    })
+    .await;
+    let items = &s.status_tag("latest").unwrap().items;
+    assert_eq!(items[0].image, first);
+    assert_eq!(
+        items[0].docker_image_reference,
+        format!("{}/e2e/ruby@{first}", reg.addr)
+    );
+    assert!(s.annotation(DOCKER_REPOSITORY_CHECK).is_some());
+
+    let second = reg.push_image("e2e/ruby", "latest", "two", false).await;
+    let s = wait_for(&streams, "ruby", "scheduled re-import", |s| {
+        s.status_tag("latest").is_some_and(|t| t.items.len() == 2)
+    })
+    .await;
+    let items = &s.status_tag("latest").unwrap().items;
+    assert_eq!(
+        (items[0].image.as_str(), items[1].image.as_str()),
+        (second.as_str(), first.as_str())
+    );
+
+    ctrl.abort();
+    let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
+}
