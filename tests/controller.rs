@@ -45,6 +45,14 @@ impl ImageResolver for ScriptedResolver {
 
 const DIGEST: &str = "sha256:4f1a2b3c";
 
+fn resolved() -> ResolvedImage {
+    ResolvedImage {
+        digest: DIGEST.into(),
+        docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
+        manifests: vec![],
+    }
+}
+
 fn stream(status: Option<ImageStreamStatus>, checked: bool, scheduled: bool) -> ImageStream {
     let mut s = ImageStream::new(
         "python",
@@ -199,11 +207,7 @@ fn imported_status() -> ImageStreamStatus {
 #[tokio::test]
 async fn new_stream_gets_one_status_write_then_the_check_annotation_and_an_event() {
     let h = harness();
-    *h.resolver.answer.lock().unwrap() = Some(Ok(ResolvedImage {
-        digest: DIGEST.into(),
-        docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
-        manifests: vec![],
-    }));
+    *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     let (requests, resolver) = run(h, stream(None, false, false), 3).await;
 
     let (m, uri, body) = &requests[0];
@@ -253,11 +257,7 @@ async fn new_stream_gets_one_status_write_then_the_check_annotation_and_an_event
 #[tokio::test]
 async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
     let h = harness();
-    *h.resolver.answer.lock().unwrap() = Some(Ok(ResolvedImage {
-        digest: DIGEST.into(),
-        docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
-        manifests: vec![],
-    }));
+    *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     h.ctx
         .scheduler
         .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));

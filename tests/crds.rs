@@ -213,3 +213,18 @@ fn bad_input_is_rejected_with_a_clear_message() {
     );
     assert_eq!(validate(&fine), Vec::<String>::new());
 }
+
+#[test]
+fn openshift_defaults_are_in_the_schema() {
+    let tag = &schema()["properties"]["spec"]["properties"]["tags"]["items"]["properties"];
+    assert_eq!(tag["referencePolicy"]["default"], json!({"type": "Source"}));
+    assert_eq!(
+        tag["importPolicy"]["default"],
+        json!({"importMode": "Legacy"})
+    );
+    assert_eq!(
+        tag["importPolicy"]["properties"]["importMode"]["default"],
+        "Legacy"
+    );
+    assert_eq!(schema()["properties"]["spec"]["default"], json!({}));
+}
