@@ -353,9 +353,7 @@ fn record_retries(ctx: &Context, key: &str, outcomes: &BTreeMap<String, Outcome>
                 let backoff = Duration::from_secs(5)
                     .saturating_mul(1 << attempts.min(16))
                     .min(ctx.settings.max_retry_backoff);
-                let delay = e
-                    .retry_after()
-                    .map_or(backoff, |ra| ra.max(backoff.min(ra)));
+                let delay = e.retry_after().unwrap_or(backoff);
                 retries.insert(
                     id,
                     RetryState {
