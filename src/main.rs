@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use imagestream_operator::import::controller::{self, Settings};
-use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
+use imagestream_operator::registry::policy::RegistryPolicy;
+use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
+use imagestream_operator::registry::transport::Budget;
 use imagestream_operator::schedule::Scheduler;
 
 #[derive(Parser)]
@@ -20,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the in-cluster config or the current KUBECONFIG context.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition YAML generated from the API types.
     Crds,
 }
@@ -54,6 +56,20 @@ struct RunArgs {
     /// Platform picked from a manifest list in Legacy mode when a tag states no preference.
     #[arg(long, env = "DEFAULT_PLATFORM", default_value = "linux/amd64")]
     default_platform: String,
+    /// PEM file of CA certificates trusted for registries, in addition to the system roots.
+    #[arg(long, env = "REGISTRY_CA_BUNDLE")]
+    registry_ca_bundle: Option<std::path::PathBuf>,
+    /// Per-registry request budget HOST=RATE[:BURST[:CONCURRENCY]] (requests/s; repeat or
+    /// comma-separate). Default 20/s, burst 40, 16 at once; Docker Hub 2/s, burst 10, 4 at once.
+    #[arg(long, env = "REGISTRY_BUDGETS", value_delimiter = ',')]
+    registry_budget: Vec<String>,
+    /// Tags imported from a whole repository (spec.dockerImageRepository); 0 = unlimited.
+    #[arg(
+        long,
+        env = "MAX_IMAGES_BULK_IMPORTED_PER_REPOSITORY",
+        default_value_t = 50
+    )]
+    max_images_bulk_imported_per_repository: usize,
     /// Streams reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -94,20 +110,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .default_platform
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
-    let resolver = OciResolver::new(ResolverConfig {
-        insecure_registries: args.insecure_registries,
-        allowed_registries: args.allowed_registries,
-        blocked_registries: args.blocked_registries,
-        default_os: default_os.into(),
-        default_arch: default_arch.into(),
-        ..Default::default()
+    let mut config = ResolverConfig::with_policy(RegistryPolicy {
+        insecure: args.insecure_registries,
+        allowed: args.allowed_registries,
+        blocked: args.blocked_registries,
     });
+    config.default_os = default_os.into();
+    config.default_arch = default_arch.into();
+    for flag in &args.registry_budget {
+        let (host, budget) = Budget::parse_flag(flag).map_err(anyhow::Error::msg)?;
+        config.transport.budgets.insert(host, budget);
+    }
+    if let Some(path) = &args.registry_ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading --registry-ca-bundle {}: {e}", path.display()))?;
+        config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
+    }
+    let resolver = RegistryResolver::new(config).map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     let settings = Settings {
         local_registry: args.local_registry,
         max_history: args.max_history,
         allow_cross_namespace: args.allow_cross_namespace_sources,
         concurrency: args.concurrency,
+        max_bulk_import: args.max_images_bulk_imported_per_repository,
         ..Default::default()
     };
     let scheduler = Scheduler::new(
@@ -125,7 +152,7 @@ fn main() -> anyhow::Result<()> {
             rustls::crypto::ring::default_provider()
                 .install_default()
                 .map_err(|_| anyhow::anyhow!("could not install the TLS crypto provider"))?;
-            tokio::runtime::Runtime::new()?.block_on(run(args))?;
+            tokio::runtime::Runtime::new()?.block_on(run(*args))?;
         }
     }
     Ok(())

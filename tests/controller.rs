@@ -8,7 +8,9 @@ use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use imagestream_operator::api::*;
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
-use imagestream_operator::registry::{ImageResolver, ImportRequest, RegistryError, ResolvedImage};
+use imagestream_operator::registry::{
+    ImageResolver, ImportRequest, ListRequest, RegistryError, ResolvedImage,
+};
 use imagestream_operator::schedule::Scheduler;
 use kube::client::Body;
 use kube::runtime::reflector;
@@ -41,6 +43,16 @@ impl ImageResolver for ScriptedResolver {
             .expect("resolver called without a scripted answer");
         Box::pin(async move { answer })
     }
+
+    fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>> {
+        let reference = request.repository.to_string();
+        Box::pin(async move {
+            Err(RegistryError::NotFound {
+                reference,
+                detail: "not scripted".into(),
+            })
+        })
+    }
 }
 
 const DIGEST: &str = "sha256:4f1a2b3c";
@@ -49,7 +61,7 @@ fn resolved() -> ResolvedImage {
     ResolvedImage {
         digest: DIGEST.into(),
         docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
-        manifests: vec![],
+        details: None,
     }
 }
 

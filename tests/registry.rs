@@ -3,10 +3,16 @@
 mod common;
 
 use base64::Engine;
-use common::{install_crypto, Registry};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{install_crypto, Fault, FaultProxy, Registry, TokenServer};
 use imagestream_operator::api::ImportMode;
-use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
-use imagestream_operator::registry::{ImageRef, ImageResolver, ImportRequest, Keyring};
+use imagestream_operator::registry::policy::RegistryPolicy;
+use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
+use imagestream_operator::registry::{
+    ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+};
 use k8s_openapi::api::core::v1::Secret;
 
 fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
@@ -20,8 +26,22 @@ fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
     }
 }
 
-fn resolver() -> OciResolver {
-    OciResolver::new(ResolverConfig::default())
+fn resolver() -> RegistryResolver {
+    RegistryResolver::new(ResolverConfig::default()).unwrap()
+}
+
+fn keyring_for(registry: &str, user: &str, password: &str) -> Keyring {
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pull", "namespace": "demo"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
+    }))
+    .unwrap();
+    let (keyring, skipped) = Keyring::from_secrets([&secret]);
+    assert!(skipped.is_empty());
+    keyring
 }
 
 #[tokio::test]
@@ -70,10 +90,11 @@ async fn plain_http_registry_needs_the_insecure_flag() {
         err.to_string().contains("requires the insecure flag"),
         "{err}"
     );
-    let insecure_registry = OciResolver::new(ResolverConfig {
-        insecure_registries: vec![reg.addr.clone()],
+    let insecure_registry = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
         ..Default::default()
-    });
+    }))
+    .unwrap();
     assert!(insecure_registry
         .resolve(request(
             &format!("{}/app:1", reg.addr),
@@ -115,10 +136,11 @@ async fn manifest_lists_in_legacy_and_preserve_original_modes() {
     for oci in [false, true] {
         let tag = if oci { "oci" } else { "docker" };
         let (list, amd, arm) = reg.push_list("multi", tag, oci).await;
-        let r = OciResolver::new(ResolverConfig {
+        let r = RegistryResolver::new(ResolverConfig {
             default_arch: "arm64".into(),
             ..Default::default()
-        });
+        })
+        .unwrap();
         let reference = format!("{}/multi:{tag}", reg.addr);
         let legacy = r
             .resolve(request(&reference, true, ImportMode::Legacy))
@@ -136,7 +158,8 @@ async fn manifest_lists_in_legacy_and_preserve_original_modes() {
             .await
             .unwrap();
         assert_eq!(whole.digest, list);
-        let archs: Vec<_> = whole
+        let details = whole.details.unwrap();
+        let archs: Vec<_> = details
             .manifests
             .iter()
             .map(|m| (m.architecture.as_str(), m.digest.as_str()))
@@ -160,17 +183,296 @@ async fn basic_auth_with_a_dockerconfigjson_secret() {
     assert_eq!(err.reason(), "Unauthorized", "{err}");
     assert!(err.to_string().contains("no pull secret"), "{err}");
 
-    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-    let config = serde_json::json!({"auths": {reg.addr.clone(): {"auth": auth}}}).to_string();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "pull", "namespace": "demo"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
-    }))
-    .unwrap();
-    let (keyring, skipped) = Keyring::from_secrets([&secret]);
-    assert!(skipped.is_empty());
     let mut req = request(&reference, true, ImportMode::Legacy);
-    req.keyring = keyring;
+    req.keyring = keyring_for(&reg.addr, "alice", "s3cret");
     assert_eq!(resolver().resolve(req).await.unwrap().digest, pushed);
+
+    let mut wrong = request(&reference, true, ImportMode::Legacy);
+    wrong.keyring = keyring_for(&reg.addr, "alice", "wrong");
+    let err = resolver().resolve(wrong).await.unwrap_err();
+    assert_eq!(
+        err,
+        RegistryError::Unauthorized {
+            reference: reference.clone(),
+            had_credentials: true
+        }
+    );
+}
+
+#[tokio::test]
+async fn image_metadata_comes_from_the_config_blob_once_per_digest() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let pushed = reg.push_image("meta/app", "1", "m", true).await;
+    let r = resolver();
+    let reference = format!("{}/meta/app:1", reg.addr);
+    let got = r
+        .resolve(request(&reference, true, ImportMode::Legacy))
+        .await
+        .unwrap();
+    let details = got.details.unwrap();
+    assert_eq!(details.image, pushed);
+    assert_eq!(details.architecture.as_deref(), Some("amd64"));
+    assert_eq!(details.os.as_deref(), Some("linux"));
+    assert_eq!(details.env, Some(vec!["MARKER=m".to_string()]));
+    assert_eq!(details.layers.len(), 1);
+    assert_eq!(details.size, Some(details.layers[0].size));
+    let first = r.metrics().total_requests();
+    // A re-check of an unchanged tag costs exactly one HEAD.
+    r.resolve(request(&reference, true, ImportMode::Legacy))
+        .await
+        .unwrap();
+    assert_eq!(r.metrics().total_requests() - first, 1);
+}
+
+#[tokio::test]
+async fn bearer_tokens_from_a_real_token_flow_are_cached_per_scope() {
+    install_crypto();
+    let tokens = TokenServer::start();
+    let Some(reg) = Registry::start_with_tokens(&tokens).await else {
+        return;
+    };
+    let public = reg.push_image("public/app", "1", "pub", false).await;
+    let private = reg.push_image("private/app", "1", "priv", false).await;
+    let r = resolver();
+    let before = tokens.requests.load(Ordering::SeqCst);
+
+    // Anonymous: the token server grants pull on public/* only.
+    let got = r
+        .resolve(request(
+            &format!("{}/public/app:1", reg.addr),
+            true,
+            ImportMode::Legacy,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(got.digest, public);
+    let err = r
+        .resolve(request(
+            &format!("{}/private/app:1", reg.addr),
+            true,
+            ImportMode::Legacy,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "Unauthorized", "{err}");
+
+    // With the secret: basic credentials are exchanged for a token.
+    let mut req = request(
+        &format!("{}/private/app:1", reg.addr),
+        true,
+        ImportMode::Legacy,
+    );
+    req.keyring = keyring_for(&reg.addr, "alice", "s3cret");
+    assert_eq!(r.resolve(req.clone()).await.unwrap().digest, private);
+    let issued = tokens.requests.load(Ordering::SeqCst) - before;
+
+    // Cached until expiry: re-checks fetch no new token and cost one request each.
+    let requests = r.metrics().total_requests();
+    for _ in 0..3 {
+        r.resolve(req.clone()).await.unwrap();
+    }
+    assert_eq!(tokens.requests.load(Ordering::SeqCst) - before, issued);
+    assert_eq!(r.metrics().total_requests() - requests, 3);
+}
+
+#[tokio::test]
+async fn tag_listing_follows_pagination() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let (bytes, mt) = reg
+        .image_manifest("many", "x", "linux", "amd64", false)
+        .await;
+    let mut want: Vec<String> = (0..230).map(|i| format!("t{i:03}")).collect();
+    for tag in &want {
+        reg.push_manifest("many", tag, bytes.clone(), mt).await;
+    }
+    // Debian's distribution 2.8 ignores `n`; the proxy pages the real list as distribution 3
+    // and Docker Hub do.
+    let proxy = FaultProxy::start(&reg.addr);
+    proxy.fail("/tags/list", Fault::Paginate);
+    let r = resolver();
+    r.resolve(request(
+        &format!("{}/many:t000", proxy.addr),
+        true,
+        ImportMode::Legacy,
+    ))
+    .await
+    .unwrap();
+    let before = r.metrics().total_requests();
+    let mut got = r
+        .list_tags(ListRequest {
+            repository: ImageRef::parse(&format!("{}/many", proxy.addr)).unwrap(),
+            insecure: true,
+            keyring: Keyring::default(),
+            max_tags: 10_000,
+        })
+        .await
+        .unwrap();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // 100 tags per page: three pages.
+    assert_eq!(r.metrics().total_requests() - before, 3);
+    let err = r
+        .list_tags(ListRequest {
+            repository: ImageRef::parse(&format!("{}/absent", reg.addr)).unwrap(),
+            insecure: true,
+            keyring: Keyring::default(),
+            max_tags: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NotFound", "{err}");
+}
+
+#[tokio::test]
+async fn identical_concurrent_requests_share_one_flight() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    reg.push_image("shared/app", "1", "s", false).await;
+    let r = resolver();
+    let reference = format!("{}/shared/app:1", reg.addr);
+    // Warm the transport choice and caches, then ask 20 times at once.
+    r.resolve(request(&reference, true, ImportMode::Legacy))
+        .await
+        .unwrap();
+    let before = r.metrics().total_requests();
+    let all = futures::future::join_all(
+        (0..20).map(|_| r.resolve(request(&reference, true, ImportMode::Legacy))),
+    )
+    .await;
+    assert!(all.iter().all(|x| x.is_ok()));
+    assert_eq!(r.metrics().total_requests() - before, 1);
+}
+
+/// Every fault gives its reason, promptly, without panicking or reading unbounded bodies.
+#[tokio::test]
+async fn faults_are_classified() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let proxy = FaultProxy::start(&reg.addr);
+    reg.push_image("ok/app", "1", "o", false).await;
+    let mut config = ResolverConfig::default();
+    config.transport.timeout = Duration::from_secs(2);
+    let r = RegistryResolver::new(config).unwrap();
+    let at = |repo: &str| {
+        request(
+            &format!("{}/{repo}:1", proxy.addr),
+            true,
+            ImportMode::Legacy,
+        )
+    };
+    assert!(r.resolve(at("ok/app")).await.is_ok(), "the proxy forwards");
+
+    let cases: Vec<(&str, Fault, &str, &str)> = vec![
+        (
+            "e500",
+            Fault::Status(500, vec![], "boom".into()),
+            "Unreachable",
+            "HTTP 500",
+        ),
+        (
+            "e503",
+            Fault::Status(503, vec![], String::new()),
+            "Unreachable",
+            "HTTP 503",
+        ),
+        ("reset", Fault::Reset, "Unreachable", ""),
+        ("hang", Fault::Hang, "Unreachable", "timed out"),
+        ("slow", Fault::SlowBody, "Unreachable", "timed out"),
+        (
+            "garbage",
+            Fault::Garbage,
+            "InternalError",
+            "unreadable manifest",
+        ),
+        (
+            "huge",
+            Fault::Oversized(64 * 1024 * 1024),
+            "Invalid",
+            "4 MiB",
+        ),
+        (
+            "forbidden",
+            Fault::Status(
+                403,
+                vec![],
+                r#"{"errors":[{"code":"DENIED","message":"no"}]}"#.into(),
+            ),
+            "Forbidden",
+            "HTTP 403",
+        ),
+    ];
+    for (repo, fault, reason, text) in cases {
+        proxy.fail(&format!("/{repo}/"), fault);
+        let started = std::time::Instant::now();
+        let err = r.resolve(at(repo)).await.unwrap_err();
+        assert_eq!(err.reason(), reason, "{repo}: {err}");
+        assert!(err.to_string().contains(text), "{repo}: {err}");
+        assert!(
+            err.to_string().contains(repo),
+            "{repo}: message names the reference: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{repo} took {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Digest mismatch: the registry's content does not hash to the digest it claimed.
+    reg.push_image("corrupt/app", "1", "c", false).await;
+    proxy.fail("/corrupt/app/manifests/sha256", Fault::Corrupt);
+    let err = r.resolve(at("corrupt/app")).await.unwrap_err();
+    assert_eq!(err.reason(), "InternalError", "{err}");
+    assert!(err.to_string().contains("content integrity error"), "{err}");
+}
+
+#[tokio::test]
+async fn rate_limits_surface_retry_after_and_pause_only_that_registry() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    reg.push_image("app", "1", "a", false).await;
+    let limited = FaultProxy::start(&reg.addr);
+    let healthy = FaultProxy::start(&reg.addr);
+    limited.fail(
+        "/manifests/",
+        Fault::Status(
+            429,
+            vec![("Retry-After", "120".into())],
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#.into(),
+        ),
+    );
+    let r = resolver();
+    let at = |addr: &str| request(&format!("{addr}/app:1"), true, ImportMode::Legacy);
+    let err = r.resolve(at(&limited.addr)).await.unwrap_err();
+    assert_eq!(err.reason(), "RateLimited", "{err}");
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(120)));
+    assert!(err.to_string().contains("retry after 120s"), "{err}");
+
+    // Paused: the next request is answered locally, without touching the registry.
+    limited.clear();
+    let forwarded = limited.forwarded.load(Ordering::SeqCst);
+    let before = r.metrics().total_requests();
+    let err = r.resolve(at(&limited.addr)).await.unwrap_err();
+    assert_eq!(err.reason(), "RateLimited", "{err}");
+    assert!(err
+        .retry_after()
+        .is_some_and(|d| d > Duration::from_secs(100)));
+    assert_eq!(r.metrics().total_requests(), before);
+    assert_eq!(limited.forwarded.load(Ordering::SeqCst), forwarded);
+
+    // Another registry is unaffected.
+    assert!(r.resolve(at(&healthy.addr)).await.is_ok());
 }

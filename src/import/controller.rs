@@ -18,14 +18,17 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
-use super::resolve::{resolve, Input, Outcome, TagChange};
+use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::{
     ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
     PREFER_ARCH, PREFER_OS,
 };
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
-use crate::registry::{ImageRef, ImageResolver, ImportRequest, Keyring, RegistryError};
+use crate::registry::tags::select;
+use crate::registry::{
+    ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+};
 use crate::schedule::Scheduler;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,8 @@ pub struct Settings {
     pub allow_cross_namespace: bool,
     pub max_retry_backoff: Duration,
     pub concurrency: u16,
+    /// Tags imported from `spec.dockerImageRepository`; 0 = unlimited (OpenShift: 50).
+    pub max_bulk_import: usize,
 }
 
 impl Default for Settings {
@@ -55,6 +60,7 @@ impl Default for Settings {
             allow_cross_namespace: false,
             max_retry_backoff: Duration::from_secs(300),
             concurrency: 8,
+            max_bulk_import: 50,
         }
     }
 }
@@ -128,7 +134,8 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
 
     let (hints, throttled) = hints_for(&ctx, &stream, &key, &keyring, now);
     let plan = imports_needed(&stream, &hints);
-    let outcomes = import(&ctx, &stream, &plan, &keyring).await;
+    let mut outcomes = import(&ctx, &stream, &plan, &keyring).await;
+    let repository = import_repository(&ctx, &stream, &keyring, &mut outcomes).await;
     if !plan.is_empty() {
         ctx.scheduler.mark_checked(&key, now);
     }
@@ -142,6 +149,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         local_registry: ctx.settings.local_registry.as_deref(),
         max_history: ctx.settings.max_history,
         allow_cross_namespace: ctx.settings.allow_cross_namespace,
+        repository: repository.as_ref(),
     });
 
     let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -152,7 +160,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let check_missing = stream
         .annotation(DOCKER_REPOSITORY_CHECK)
         .is_none_or(str::is_empty);
-    if !outcomes.is_empty() && (changed || check_missing) {
+    if (!outcomes.is_empty() || repository.is_some()) && (changed || check_missing) {
         mark_repository_checked(&api, &name).await?;
     }
     report(&ctx, &stream, &resolution.changes).await;
@@ -234,6 +242,106 @@ async fn import(
         .await
         .into_iter()
         .collect()
+}
+
+/// OpenShift's full import: when the stream names a whole repository and the repository check
+/// annotation is absent (or the repository changed), list its tags and import the first
+/// `max_bulk_import` in priority order that have no spec tag of their own.
+async fn import_repository(
+    ctx: &Context,
+    stream: &ImageStream,
+    keyring: &Keyring,
+    outcomes: &mut BTreeMap<String, Outcome>,
+) -> Option<RepositoryOutcome> {
+    let from = repository_import_due(stream)?;
+    let insecure = stream.insecure_repository();
+    let repository = match ImageRef::parse(&from) {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(RepositoryOutcome {
+                listed: Err(RegistryError::Invalid {
+                    reference: from.clone(),
+                    detail: format!("{}; correct spec.dockerImageRepository", e.cause),
+                }),
+                from,
+            })
+        }
+    };
+    let limit = ctx.settings.max_bulk_import;
+    let listed = ctx
+        .resolver
+        .list_tags(ListRequest {
+            repository,
+            insecure,
+            keyring: keyring.clone(),
+            max_tags: MAX_LISTED_TAGS,
+        })
+        .await;
+    let tags = match listed {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(stream = %stream.name_any(), reason = e.reason(), error = %e, "repository listing failed");
+            return Some(RepositoryOutcome {
+                from,
+                listed: Err(e),
+            });
+        }
+    };
+    let (take, rest) = select(&tags, limit);
+    let requests = take
+        .into_iter()
+        .filter(|t| stream.spec_tag(t).is_none())
+        .map(|tag| {
+            let reference = format!("{from}:{tag}");
+            async move {
+                let result = match ImageRef::parse(&reference) {
+                    Ok(r) => {
+                        ctx.resolver
+                            .resolve(ImportRequest {
+                                reference: r,
+                                insecure,
+                                import_mode: Default::default(),
+                                prefer_arch: None,
+                                prefer_os: None,
+                                keyring: keyring.clone(),
+                            })
+                            .await
+                    }
+                    Err(e) => Err(RegistryError::Invalid {
+                        reference: reference.clone(),
+                        detail: e.cause,
+                    }),
+                };
+                log_outcome(stream, &tag, Cause::RepositoryCheck, &result);
+                let cause = Cause::RepositoryCheck;
+                (tag, Outcome { cause, result })
+            }
+        });
+    outcomes.extend(futures::future::join_all(requests).await);
+    Some(RepositoryOutcome {
+        from,
+        listed: Ok(rest),
+    })
+}
+
+/// Tags listed from one repository at most, so a hostile registry cannot exhaust memory.
+const MAX_LISTED_TAGS: usize = 10_000;
+
+fn repository_import_due(stream: &ImageStream) -> Option<String> {
+    let from = stream
+        .spec
+        .docker_image_repository
+        .clone()
+        .filter(|r| !r.is_empty())?;
+    let check_missing = stream
+        .annotation(DOCKER_REPOSITORY_CHECK)
+        .is_none_or(str::is_empty);
+    let last = stream
+        .status
+        .as_ref()
+        .and_then(|s| s.repository.as_ref())
+        .map(|r| r.from.as_str());
+    (check_missing || last != Some(from.as_str())).then_some(from)
 }
 
 fn request_for(

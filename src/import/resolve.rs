@@ -9,7 +9,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::history::{add_tag_event, cap_history, failure_condition, set_failure};
 use super::plan::Cause;
 use super::spec::{fingerprint, source_of, Source};
-use crate::api::{ImageStream, ImageStreamStatus, NamedTagEventList, TagEvent, TagReference};
+use crate::api::{
+    ImageDetails, ImageStream, ImageStreamStatus, NamedTagEventList, RepositoryImportStatus,
+    SourceKind, TagEvent, TagReference, TagSource,
+};
 use crate::registry::{RegistryError, ResolvedImage};
 
 /// The registry's answer for one tag, and why it was asked.
@@ -17,6 +20,14 @@ use crate::registry::{RegistryError, ResolvedImage};
 pub struct Outcome {
     pub cause: Cause,
     pub result: Result<ResolvedImage, RegistryError>,
+}
+
+/// The listing step of a whole-repository import; the per-tag results are in `outcomes`.
+#[derive(Debug, Clone)]
+pub struct RepositoryOutcome {
+    pub from: String,
+    /// Tags beyond the bulk-import limit, or why the repository could not be listed.
+    pub listed: Result<Vec<String>, RegistryError>,
 }
 
 /// Looks up another stream by namespace and name (the controller's cache in production).
@@ -33,6 +44,8 @@ pub struct Input<'a> {
     pub max_history: usize,
     /// Whether `from.namespace` may name another namespace (the writer's access is not verified).
     pub allow_cross_namespace: bool,
+    /// Present when this reconcile imported `spec.dockerImageRepository`.
+    pub repository: Option<&'a RepositoryOutcome>,
 }
 
 /// What changed for one tag, for Events and logs.
@@ -97,6 +110,7 @@ pub fn resolve(input: &Input) -> Resolution {
             Source::Invalid(message) => ctx.fail(entry, "Invalid", message),
         }
     }
+    repository_tags(input, &mut tags, generation);
     follow_aliases(&mut tags, &aliases, generation, &input.now);
 
     let mut status = ImageStreamStatus {
@@ -106,10 +120,13 @@ pub fn resolve(input: &Input) -> Resolution {
             .into_values()
             .filter(|t| !t.items.is_empty() || !t.conditions.is_empty())
             .collect(),
+        images: Vec::new(),
+        repository: repository_status(input, &old),
     };
     for tag in &mut status.tags {
         cap_history(tag, input.max_history);
     }
+    status.images = current_images(&status, input.outcomes, &old);
     let changes = diff(&old, &status);
     Resolution { status, changes }
 }
@@ -274,6 +291,125 @@ impl TagCtx<'_> {
             ),
         }
     }
+}
+
+/// Tags a whole-repository import found that have no spec tag: recorded like imported tags of
+/// a `DockerImage` source `<repository>:<tag>`, without writing spec (the stream's owner keeps it).
+fn repository_tags(input: &Input, tags: &mut BTreeMap<String, NamedTagEventList>, generation: i64) {
+    let Some(repo) = input.repository else {
+        return;
+    };
+    for name in input.outcomes.keys() {
+        if input.stream.spec_tag(name).is_some() {
+            continue;
+        }
+        let synthetic = TagReference {
+            name: name.clone(),
+            from: Some(TagSource {
+                kind: SourceKind::DockerImage,
+                name: format!("{}:{name}", repo.from),
+                namespace: None,
+                api_version: None,
+            }),
+            ..Default::default()
+        };
+        let entry = tags
+            .entry(name.clone())
+            .or_insert_with(|| NamedTagEventList {
+                tag: name.clone(),
+                ..Default::default()
+            });
+        TagCtx {
+            input,
+            spec_tag: &synthetic,
+            generation,
+        }
+        .imported(entry);
+    }
+}
+
+fn repository_status(input: &Input, old: &ImageStreamStatus) -> Option<RepositoryImportStatus> {
+    let Some(repo) = input.repository else {
+        // Kept while the stream still names a repository; dropped once it no longer does.
+        return old.repository.clone().filter(|_| {
+            input
+                .stream
+                .spec
+                .docker_image_repository
+                .as_deref()
+                .is_some_and(|r| !r.is_empty())
+        });
+    };
+    let additional_tags = match &repo.listed {
+        Ok(rest) => rest.clone(),
+        Err(e) => {
+            return Some(RepositoryImportStatus {
+                from: repo.from.clone(),
+                status: "Failure".into(),
+                reason: Some(e.reason().into()),
+                message: Some(e.to_string()),
+                additional_tags: Vec::new(),
+            })
+        }
+    };
+    let failed = input
+        .outcomes
+        .iter()
+        .filter(|(tag, _)| input.stream.spec_tag(tag).is_none())
+        .filter(|(_, o)| o.result.is_err())
+        .count();
+    let (status, reason, message) = match failed {
+        0 => ("Success", None, None),
+        1 => (
+            "Failure",
+            Some("ImportFailed"),
+            Some("one of the images from this repository failed to import".to_string()),
+        ),
+        n => (
+            "Failure",
+            Some("ImportFailed"),
+            Some(format!(
+                "{n} of the images from this repository failed to import"
+            )),
+        ),
+    };
+    Some(RepositoryImportStatus {
+        from: repo.from.clone(),
+        status: status.into(),
+        reason: reason.map(str::to_string),
+        message,
+        additional_tags,
+    })
+}
+
+/// One metadata entry per digest some tag currently points at: fresh from this reconcile's
+/// registry answers, else carried over. History items keep no metadata, which keeps status small.
+fn current_images(
+    status: &ImageStreamStatus,
+    outcomes: &BTreeMap<String, Outcome>,
+    old: &ImageStreamStatus,
+) -> Vec<ImageDetails> {
+    let fresh: BTreeMap<&str, &ImageDetails> = outcomes
+        .values()
+        .filter_map(|o| o.result.as_ref().ok()?.details.as_ref())
+        .map(|d| (d.image.as_str(), d))
+        .collect();
+    let current: BTreeSet<&str> = status
+        .tags
+        .iter()
+        .filter_map(|t| t.items.first())
+        .map(|i| i.image.as_str())
+        .filter(|i| !i.is_empty())
+        .collect();
+    current
+        .into_iter()
+        .filter_map(|digest| {
+            fresh
+                .get(digest)
+                .map(|d| (*d).clone())
+                .or_else(|| old.images.iter().find(|d| d.image == digest).cloned())
+        })
+        .collect()
 }
 
 /// Distinct images whose digest equals `id` or starts with it (with or without `sha256:`).

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ObjectMeta;
 
 use super::plan::{imports_needed, is_scheduled, Cause, Hints};
-use super::resolve::{resolve, Input, Outcome, TagChange};
+use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::import_pending;
 use crate::api::*;
 use crate::registry::{RegistryError, ResolvedImage};
@@ -83,7 +83,7 @@ fn ok(repo: &str, digest: &str) -> Result<ResolvedImage, RegistryError> {
     Ok(ResolvedImage {
         digest: digest.into(),
         docker_image_reference: format!("{repo}@{digest}"),
-        manifests: vec![],
+        details: None,
     })
 }
 
@@ -108,6 +108,7 @@ struct World {
     local_registry: Option<String>,
     max_history: usize,
     cross_ns: bool,
+    repository: Option<RepositoryOutcome>,
 }
 
 impl Default for World {
@@ -117,6 +118,7 @@ impl Default for World {
             local_registry: None,
             max_history: 10,
             cross_ns: true,
+            repository: None,
         }
     }
 }
@@ -148,6 +150,7 @@ impl World {
             local_registry: self.local_registry.as_deref(),
             max_history: self.max_history,
             allow_cross_namespace: self.cross_ns,
+            repository: self.repository.as_ref(),
         });
         let changed = s.status.clone().unwrap_or_default() != r.status;
         s.status = Some(r.status);
@@ -697,4 +700,78 @@ fn mh34_digest_pinned_scheduled_tag_stops_after_first_success() {
         0,
     );
     assert!(!is_scheduled(&s, &s.spec_tags()[0]));
+}
+
+#[test]
+fn mh23_repository_import_records_listed_tags_and_reports_the_rest() {
+    let mut s = stream("python", 1, vec![]);
+    s.spec.docker_image_repository = Some("quay.io/org/python".into());
+    let world = World {
+        repository: Some(RepositoryOutcome {
+            from: "quay.io/org/python".into(),
+            listed: Ok(vec!["2.7".into()]),
+        }),
+        ..Default::default()
+    };
+    let failed = Err(RegistryError::NotFound {
+        reference: "quay.io/org/python:3.4".into(),
+        detail: "manifest unknown".into(),
+    });
+    world.step(
+        &mut s,
+        &[
+            ("3.5", Cause::RepositoryCheck, ok("quay.io/org/python", A)),
+            ("3.4", Cause::RepositoryCheck, failed),
+        ],
+        10,
+    );
+    let st = s.status.clone().unwrap();
+    assert_eq!(head(&s, "3.5").unwrap().image, A);
+    assert_eq!(
+        st.tags.len(),
+        2,
+        "the failed tag is recorded with its condition"
+    );
+    let repo = st.repository.unwrap();
+    assert_eq!(repo.status, "Failure");
+    assert_eq!(repo.reason.as_deref(), Some("ImportFailed"));
+    assert_eq!(
+        repo.message.as_deref(),
+        Some("one of the images from this repository failed to import")
+    );
+    assert_eq!(repo.additional_tags, vec!["2.7".to_string()]);
+    assert!(
+        s.spec_tags().is_empty(),
+        "spec is never written by the controller"
+    );
+}
+
+#[test]
+fn image_details_are_kept_for_current_images_only() {
+    let mut s = stream("app", 1, vec![docker("v", "quay.io/x/app")]);
+    let with_details = |digest: &str| {
+        let mut r = ok("quay.io/x/app", digest);
+        if let Ok(img) = &mut r {
+            img.details = Some(ImageDetails {
+                image: digest.into(),
+                architecture: Some("amd64".into()),
+                ..Default::default()
+            });
+        }
+        r
+    };
+    let w = World::default();
+    w.step(&mut s, &[("v", Cause::SpecChanged, with_details(A))], 10);
+    assert_eq!(s.status.as_ref().unwrap().images[0].image, A);
+    // A background re-check that finds the same digest without details keeps the old entry.
+    let (changed, _) = w.step(
+        &mut s,
+        &[("v", Cause::Scheduled, ok("quay.io/x/app", A))],
+        20,
+    );
+    assert!(!changed);
+    w.step(&mut s, &[("v", Cause::Scheduled, with_details(B))], 30);
+    let images = &s.status.as_ref().unwrap().images;
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].image, B, "history items keep no metadata");
 }

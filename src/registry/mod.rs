@@ -1,10 +1,15 @@
 //! Everything the operator knows about images comes from here: reference parsing, pull-secret
-//! credentials, and the resolver that turns a pull spec into a digest.
+//! credentials, the registry policy, the HTTP transport with its budgets, and the resolver that
+//! turns a pull spec into a digest and image metadata.
 
 pub mod credentials;
 mod error;
-pub mod oci;
+pub mod metrics;
+pub mod policy;
 pub mod reference;
+pub mod resolver;
+pub mod tags;
+pub mod transport;
 
 use futures::future::BoxFuture;
 
@@ -12,7 +17,7 @@ pub use credentials::Keyring;
 pub use error::RegistryError;
 pub use reference::{ImageRef, InvalidReference};
 
-use crate::api::ImportMode;
+use crate::api::{ImageDetails, ImportMode};
 
 /// What the import controller asks of a registry for one tag.
 #[derive(Debug, Clone)]
@@ -27,33 +32,34 @@ pub struct ImportRequest {
     pub keyring: Keyring,
 }
 
-/// One platform entry of a manifest list, recorded for `PreserveOriginal` imports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChildManifest {
-    pub digest: String,
-    pub media_type: String,
-    pub size: i64,
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
 /// A tag resolved to an immutable image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedImage {
     /// `sha256:…` of the manifest the tag now points at.
     pub digest: String,
     /// The user's repository pinned to that digest.
     pub docker_image_reference: String,
-    /// Non-empty only for `PreserveOriginal` imports of a manifest list.
-    pub manifests: Vec<ChildManifest>,
+    /// Metadata for `status.images`; for a `PreserveOriginal` list, its platform entries.
+    pub details: Option<ImageDetails>,
 }
 
-/// Resolves pull specs to digests. The real implementation is [`oci::OciResolver`]; the trait
-/// exists so the reconcile logic can be exercised without a network.
+/// A whole-repository listing request (`spec.dockerImageRepository`, `import-image --all`).
+#[derive(Debug, Clone)]
+pub struct ListRequest {
+    pub repository: ImageRef,
+    pub insecure: bool,
+    pub keyring: Keyring,
+    /// Stop listing once this many tags are known.
+    pub max_tags: usize,
+}
+
+/// Resolves pull specs to digests. The real implementation is [`resolver::RegistryResolver`];
+/// the trait exists so the reconcile logic can be exercised without a network.
 pub trait ImageResolver: Send + Sync {
     fn resolve(
         &self,
         request: ImportRequest,
     ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>>;
+
+    fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>>;
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use imagestream_operator::api::*;
 use imagestream_operator::crdgen::imagestream_crd;
 use imagestream_operator::import::controller::{self, Settings};
-use imagestream_operator::registry::oci::{OciResolver, ResolverConfig};
+use imagestream_operator::registry::policy::RegistryPolicy;
+use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -86,10 +87,11 @@ async fn seed_stream_is_imported_and_history_grows_on_push() {
         .await
         .unwrap();
 
-    let resolver = OciResolver::new(ResolverConfig {
-        insecure_registries: vec![reg.addr.clone()],
+    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
         ..Default::default()
-    });
+    }))
+    .unwrap();
     let scheduler = Scheduler::new(Duration::from_secs(2), 0);
     let ctrl = tokio::spawn(controller::run(
         client.clone(),
