@@ -70,6 +70,9 @@ struct RunArgs {
         default_value_t = 50
     )]
     max_images_bulk_imported_per_repository: usize,
+    /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
+    #[arg(long, env = "DISABLE_TRIGGERS")]
+    disable_triggers: bool,
     /// Streams reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -141,7 +144,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.scheduled_import_interval,
         args.max_scheduled_imports_per_minute,
     );
-    controller::run(client, Arc::new(resolver), scheduler, settings).await
+    let imports = controller::run(client.clone(), Arc::new(resolver), scheduler, settings);
+    if args.disable_triggers {
+        return imports.await;
+    }
+    // The import controller stops on SIGTERM; the trigger controller stops with it.
+    tokio::select! {
+        r = imports => r,
+        r = imagestream_operator::triggers::controller::run(client) => r,
+    }
 }
 
 fn main() -> anyhow::Result<()> {

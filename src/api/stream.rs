@@ -358,6 +358,23 @@ impl ImageStream {
             .get(key)
             .map(String::as_str)
     }
+    /// What consumers (triggers, image lookup) pull for a tag: items[0] with the tag's reference
+    /// policy applied (OpenShift's `ResolveLatestTaggedImage`). None until the tag has an image.
+    pub fn pull_spec(&self, tag: &str) -> Option<String> {
+        let status = self.status.as_ref()?;
+        let current = self.status_tag(tag)?.items.first()?;
+        let local = self
+            .spec_tag(tag)
+            .is_some_and(|t| t.reference_policy() == ReferencePolicyType::Local);
+        if local && !status.docker_image_repository.is_empty() && !current.image.is_empty() {
+            return Some(format!(
+                "{}@{}",
+                status.docker_image_repository, current.image
+            ));
+        }
+        Some(current.docker_image_reference.clone()).filter(|r| !r.is_empty())
+    }
+
     pub fn insecure_repository(&self) -> bool {
         self.annotation(crate::api::INSECURE_REPOSITORY) == Some("true")
     }

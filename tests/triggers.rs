@@ -1,0 +1,304 @@
+//! The trigger controller over kube's mocked transport: the exact requests each situation makes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use imagestream_operator::api::*;
+use imagestream_operator::triggers::controller::{reconcile_workload, Fired, TriggerContext};
+use imagestream_operator::triggers::index::WorkloadKey;
+use imagestream_operator::triggers::workload::Kind;
+use kube::client::Body;
+use kube::core::DynamicObject;
+use kube::runtime::{reflector, watcher};
+use kube::Client;
+use serde_json::{json, Value};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const NEW: &str = "quay.io/team/example@sha256:0a1b2c";
+
+fn stream(namespace: &str) -> ImageStream {
+    serde_json::from_value(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "example", "namespace": namespace},
+        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/team/example"}}]},
+        "status": {"dockerImageRepository": "", "tags": [{"tag": "latest", "items": [
+            {"created": "2026-01-01T00:00:00Z", "dockerImageReference": NEW, "image": "sha256:0a1b2c", "generation": 1}
+        ]}]}
+    }))
+    .unwrap()
+}
+
+fn workload(kind: Kind, triggers: &str, image: &str) -> DynamicObject {
+    let ar = kind.api_resource();
+    let pod_spec = json!({"containers": [{"name": "web", "image": image}, {"name": "sidecar", "image": "envoy:1"}]});
+    let spec = match kind {
+        Kind::Job => json!({"template": {"spec": pod_spec}}),
+        _ => {
+            json!({"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}})
+        }
+    };
+    serde_json::from_value(json!({
+        "apiVersion": ar.api_version, "kind": ar.kind,
+        "metadata": {"name": "web", "namespace": "demo", "resourceVersion": "5", "uid": "w-1",
+                     "annotations": {TRIGGERS: triggers}},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn trigger(extra: &str) -> String {
+    format!(
+        r#"[{{"from":{{"kind":"ImageStreamTag","name":"example:latest"{extra}}},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}}]"#
+    )
+}
+
+fn context(streams: Vec<ImageStream>) -> (Arc<TriggerContext>, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (store, mut writer) = reflector::store();
+    for s in streams {
+        writer.apply_watcher_event(&watcher::Event::Apply(s));
+    }
+    (Arc::new(TriggerContext::new(client, store)), handle)
+}
+
+fn key(kind: Kind) -> WorkloadKey {
+    WorkloadKey {
+        kind,
+        namespace: "demo".into(),
+        name: "web".into(),
+    }
+}
+
+struct Seen {
+    method: Method,
+    uri: String,
+    content_type: String,
+    body: Value,
+}
+
+/// Evaluate once while answering exactly `answers.len()` requests, then check nothing else came.
+async fn evaluate(
+    ctx: &Arc<TriggerContext>,
+    handle: &mut Handle,
+    obj: DynamicObject,
+    kind: Kind,
+    answers: Vec<Value>,
+) -> (Fired, Vec<Seen>) {
+    let task = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { reconcile_workload(&ctx, &key(kind), &obj).await })
+    };
+    let mut seen = Vec::new();
+    for answer in answers {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("timed out waiting for a request")
+            .expect("client dropped");
+        let method = req.method().clone();
+        let uri = req.uri().to_string();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let reply = if answer.is_null() {
+            body.clone()
+        } else {
+            answer
+        };
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        seen.push(Seen {
+            method,
+            uri,
+            content_type,
+            body,
+        });
+    }
+    let fired = task.await.unwrap().expect("evaluation failed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), handle.next_request())
+            .await
+            .is_err(),
+        "unexpected extra API request"
+    );
+    (fired, seen)
+}
+
+#[tokio::test]
+async fn resolved_tag_patches_exactly_the_image_field_once() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let obj = workload(Kind::Deployment, &trigger(""), "example:old");
+    let patched = serde_json::to_value(workload(Kind::Deployment, &trigger(""), NEW)).unwrap();
+    let (fired, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        obj,
+        Kind::Deployment,
+        vec![patched, Value::Null],
+    )
+    .await;
+    assert!(
+        matches!(fired, Fired::Patched(ref u) if u.len() == 1),
+        "{fired:?}"
+    );
+
+    let patch = &seen[0];
+    assert_eq!(patch.method, Method::PATCH);
+    assert_eq!(
+        patch.uri,
+        "/apis/apps/v1/namespaces/demo/deployments/web?&fieldManager=imagestream-operator-triggers"
+    );
+    assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+    assert_eq!(
+        patch.body,
+        json!({"metadata": {"resourceVersion": "5"}, "spec": {"template": {"spec": {"containers": [{"name": "web", "image": NEW}]}}}})
+    );
+    let event = &seen[1];
+    assert_eq!(event.method, Method::POST);
+    assert!(
+        event.uri.contains("/namespaces/demo/events"),
+        "{}",
+        event.uri
+    );
+    assert_eq!(event.body["reason"], "ImageTriggered");
+    let note = event.body["note"].as_str().unwrap();
+    assert!(note.contains("container web: image example:old -> quay.io/team/example@sha256:0a1b2c (from demo/example:latest)"), "{note}");
+}
+
+#[tokio::test]
+async fn unchanged_image_makes_no_request() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let obj = workload(Kind::StatefulSet, &trigger(""), NEW);
+    let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::StatefulSet, vec![]).await;
+    assert_eq!(fired, Fired::Unchanged);
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn paused_trigger_makes_no_request() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let paused = trigger("").replace("}]", r#","paused":"true"}]"#);
+    let obj = workload(Kind::Deployment, &paused, "example:old");
+    let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::Deployment, vec![]).await;
+    assert_eq!(fired, Fired::Unchanged);
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn tag_without_image_is_skipped_quietly() {
+    let (ctx, mut handle) = context(vec![]);
+    let obj = workload(Kind::DaemonSet, &trigger(""), "example:old");
+    let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::DaemonSet, vec![]).await;
+    assert_eq!(fired, Fired::Unchanged);
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_annotation_gets_one_event_and_no_patch() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let bad = r#"[{"from":{"kind":"ImageStreamTag","name":"example"},"fieldPath":"spec.template.spec.containers[0].image"}]"#;
+    let (fired, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        workload(Kind::Deployment, bad, "x"),
+        Kind::Deployment,
+        vec![Value::Null],
+    )
+    .await;
+    assert!(matches!(fired, Fired::Skipped(_)));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body["reason"], "InvalidTrigger");
+    assert_eq!(seen[0].body["type"], "Warning");
+    assert_eq!(
+        seen[0].body["note"],
+        "trigger 0: from.name \"example\" must be STREAM:TAG, e.g. example:latest"
+    );
+    // The same problem again is not reported again.
+    let (_, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        workload(Kind::Deployment, bad, "x"),
+        Kind::Deployment,
+        vec![],
+    )
+    .await;
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
+    let (ctx, mut handle) = context(vec![stream("shared")]);
+    let obj = workload(
+        Kind::Deployment,
+        &trigger(r#","namespace":"shared""#),
+        "example:old",
+    );
+    let denied = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}, "status": {"allowed": false}});
+    let (fired, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        obj,
+        Kind::Deployment,
+        vec![denied, Value::Null],
+    )
+    .await;
+    assert_eq!(fired, Fired::Unchanged);
+    let sar = &seen[0];
+    assert_eq!(
+        sar.uri,
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews?"
+    );
+    assert_eq!(
+        sar.body["spec"]["user"],
+        "system:serviceaccount:demo:default"
+    );
+    assert_eq!(
+        sar.body["spec"]["resourceAttributes"],
+        json!({"namespace": "shared", "verb": "get", "group": "image.openshift.io", "resource": "imagestreams", "name": "example"})
+    );
+    assert_eq!(seen[1].body["reason"], "TriggerForbidden");
+}
+
+#[tokio::test]
+async fn cross_namespace_with_permission_fires() {
+    let (ctx, mut handle) = context(vec![stream("shared")]);
+    let obj = workload(
+        Kind::Deployment,
+        &trigger(r#","namespace":"shared""#),
+        "example:old",
+    );
+    let allowed = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {}, "status": {"allowed": true}});
+    let patched = serde_json::to_value(workload(Kind::Deployment, &trigger(""), NEW)).unwrap();
+    let (fired, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        obj,
+        Kind::Deployment,
+        vec![allowed, patched, Value::Null],
+    )
+    .await;
+    assert!(matches!(fired, Fired::Patched(_)));
+    assert_eq!(seen[1].method, Method::PATCH);
+}
+
+#[tokio::test]
+async fn jobs_are_skipped_with_an_explanation() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let obj = workload(Kind::Job, &trigger(""), "example:old");
+    let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::Job, vec![Value::Null]).await;
+    assert!(matches!(fired, Fired::Skipped(_)));
+    assert_eq!(seen[0].body["reason"], "TriggerSkipped");
+    assert!(seen[0].body["note"]
+        .as_str()
+        .unwrap()
+        .contains("cannot change after creation"));
+}
