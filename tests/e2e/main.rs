@@ -139,3 +139,154 @@ async fn seed_stream_is_imported_and_history_grows_on_push() {
     ctrl.abort();
     let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
 }
+
+/// The seed's trigger example: Deployment `web` follows `example:latest`; a new image rolls a new
+/// ReplicaSet; `paused: "true"` stops it.
+#[tokio::test]
+async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
+    if !enabled() {
+        return;
+    }
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let first = reg.push_image("e2e/example", "latest", "one", false).await;
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&imagestream_crd().unwrap()),
+    )
+    .await
+    .unwrap();
+    let ns_name = format!("is-e2e-trig-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns_name}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    }))
+    .unwrap();
+    let imports = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver),
+        Scheduler::new(Duration::from_secs(2), 0),
+        Settings::default(),
+    ));
+    let triggers = tokio::spawn(imagestream_operator::triggers::controller::run(
+        client.clone(),
+    ));
+
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns_name);
+    streams
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                "metadata": {"name": "example"},
+                "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/example", reg.addr)}, "importPolicy": {"scheduled": true}}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns_name);
+    let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"example:latest"},"fieldPath":"spec.template.spec.containers[?(@.name='web')].image"}]"#;
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "web", "annotations": {TRIGGERS: trigger}},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "example:latest"}]}}}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let image_of = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|s| s.containers[0].image.clone().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let wait_image = |want: String| {
+        let deployments = deployments.clone();
+        async move {
+            for _ in 0..120 {
+                if let Ok(d) = deployments.get("web").await {
+                    if image_of(&d) == want {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            panic!("deployment never got image {want}");
+        }
+    };
+    wait_image(format!("{}/e2e/example@{first}", reg.addr)).await;
+
+    let second = reg.push_image("e2e/example", "latest", "two", false).await;
+    wait_image(format!("{}/e2e/example@{second}", reg.addr)).await;
+    let replicasets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), &ns_name);
+    let mut sets = 0;
+    for _ in 0..60 {
+        sets = replicasets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len();
+        if sets >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        sets >= 2,
+        "a new ReplicaSet appears when the tag moves ({sets})"
+    );
+
+    let paused = trigger.replace("}]", r#","paused":"true"}]"#);
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {TRIGGERS: paused}}})),
+        )
+        .await
+        .unwrap();
+    let third = reg
+        .push_image("e2e/example", "latest", "three", false)
+        .await;
+    wait_for(&streams, "example", "third import", |s| {
+        s.status_tag("latest")
+            .is_some_and(|t| t.items.first().is_some_and(|i| i.image == third))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        image_of(&d),
+        format!("{}/e2e/example@{second}", reg.addr),
+        "paused trigger does not fire"
+    );
+
+    imports.abort();
+    triggers.abort();
+    let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
+}
