@@ -5,6 +5,7 @@
 //! `crdgen` (CRD YAML from the types).
 
 pub mod api;
+pub mod cli;
 pub mod crdgen;
 pub mod import;
 pub mod registry;

@@ -1,0 +1,888 @@
+//! `kubectl-imagestream`: the `oc tag`, `oc import-image`, `oc describe is|istag|isimage`,
+//! `oc get is|istag`, `oc set triggers`, `oc set image-lookup` workflows (and `rollback`) against
+//! the ImageStream CRD. `format.rs` prints, `edit.rs` decides what to write, this file talks to
+//! the API server.
+
+pub mod edit;
+pub mod format;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::api::{
+    ImageStream, ImageStreamSpec, ReferencePolicyType, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES,
+    TRIGGERS,
+};
+use crate::triggers::workload::Kind;
+use edit::{Source, TagOptions};
+
+/// Field manager for the plugin's writes.
+pub const CLI_FIELD_MANAGER: &str = "kubectl-imagestream";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-imagestream",
+    version,
+    about = "OpenShift image stream commands (oc tag, oc import-image, oc describe is/istag) for any cluster",
+    after_help = "Examples:\n  kubectl imagestream import-image python:3.5 --from=centos/python-35-centos7 --confirm\n  kubectl imagestream tag python:3.5 python:latest\n  kubectl imagestream tag docker.io/python:3.6.0 python:3.6 --scheduled\n  kubectl imagestream tag -d python:3.5\n  kubectl imagestream describe is python\n  kubectl imagestream describe istag python:latest\n  kubectl imagestream set triggers deploy/example --from-image=example:latest -c web\n  kubectl imagestream rollback python:latest"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Namespace (default: the context's namespace).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Kubeconfig context.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Path to the kubeconfig file.
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Output format for get and describe: json or yaml instead of the table/text.
+    #[arg(short = 'o', long, global = true)]
+    pub output: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Point tags at an image, another tag (pinned), or track another tag (--alias); -d deletes.
+    #[command(
+        after_help = "Examples:\n  kubectl imagestream tag python:3.5 python:latest\n  kubectl imagestream tag docker.io/python:3.6.0 python:3.6 --scheduled\n  kubectl imagestream tag --alias python:3.6 python:latest\n  kubectl imagestream tag -d python:3.5"
+    )]
+    Tag(TagArgs),
+    /// Import an image now (create the stream with --from and --confirm) and show the result.
+    #[command(name = "import-image")]
+    ImportImage(ImportArgs),
+    /// Describe an image stream (is NAME), a tag (istag NAME:TAG) or an image (isimage NAME@DIGEST).
+    Describe { kind: String, name: String },
+    /// List image streams (is) or tags (istag [STREAM]).
+    Get { kind: String, name: Option<String> },
+    /// Set triggers or image lookup.
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Point a tag back at an earlier image of its history (default: the previous one).
+    Rollback {
+        /// STREAM:TAG
+        tag: String,
+        /// History index (1 = previous) or digest (prefix).
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// SOURCE DEST… (or, with -d, the tags to delete)
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// Delete the given tags (spec and history).
+    #[arg(short = 'd', long)]
+    pub delete: bool,
+    /// Track the source tag instead of copying its current image (same stream only).
+    #[arg(long)]
+    pub alias: bool,
+    /// Re-import the source periodically.
+    #[arg(long)]
+    pub scheduled: bool,
+    /// Record the source as a reference; never import it.
+    #[arg(long)]
+    pub reference: bool,
+    /// Allow insecure HTTPS or HTTP for the source registry.
+    #[arg(long)]
+    pub insecure: bool,
+    /// local or source.
+    #[arg(long)]
+    pub reference_policy: Option<String>,
+    /// Force the source kind: docker, istag or isimage.
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// NAME[:TAG]
+    pub name: String,
+    /// The image to import (required to create a stream or a tag).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Create the stream or tag, or change its source.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Import every tag (and the whole repository when the stream names one).
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub scheduled: bool,
+    #[arg(long)]
+    pub insecure: bool,
+    /// local or source.
+    #[arg(long)]
+    pub reference_policy: Option<String>,
+    /// How long to wait for the controller's result.
+    #[arg(long, default_value = "60s", value_parser = parse_secs)]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetCommand {
+    /// Add, pause, remove or list image triggers on a workload (KIND/NAME).
+    Triggers {
+        workload: String,
+        #[arg(long)]
+        from_image: Option<String>,
+        #[arg(short = 'c', long)]
+        containers: Option<String>,
+        /// Add the trigger paused.
+        #[arg(long)]
+        manual: bool,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        remove_all: bool,
+    },
+    /// Enable or disable image lookup for streams, or resolve-names on a workload (KIND/NAME).
+    ImageLookup {
+        names: Vec<String>,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        enabled: bool,
+    },
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let n = s.trim_end_matches('s');
+    n.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{s:?} is not a number of seconds such as 60s"))
+}
+
+fn reference_policy(p: &Option<String>) -> Result<Option<ReferencePolicyType>, String> {
+    match p.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(None),
+        Some("local") => Ok(Some(ReferencePolicyType::Local)),
+        Some("source") => Ok(Some(ReferencePolicyType::Source)),
+        Some(other) => Err(format!(
+            "--reference-policy must be local or source, not {other:?}"
+        )),
+    }
+}
+
+/// A user-facing failure: printed as `error: …`, exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError::Usage(s)
+    }
+}
+
+pub async fn client(global: &Global) -> Result<(Client, String), CliError> {
+    let options = KubeConfigOptions {
+        context: global.context.clone(),
+        ..Default::default()
+    };
+    let config = match &global.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| CliError::Usage(format!("reading {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None if global.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        None => kube::Config::infer().await.map_err(|e| e.to_string()),
+    }
+    .map_err(|e| {
+        CliError::Usage(format!(
+            "no usable kubeconfig: {e}; pass --kubeconfig or --context"
+        ))
+    })?;
+    let namespace = global
+        .namespace
+        .clone()
+        .unwrap_or(config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(CliError::Kube)?;
+    Ok((client, namespace))
+}
+
+/// Runs one command against `client` in `namespace`, printing to `out`.
+pub async fn execute(
+    cli: Cli,
+    client: Client,
+    namespace: &str,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), namespace);
+    match cli.command {
+        Command::Tag(args) => tag(&client, namespace, args, out).await,
+        Command::ImportImage(args) => import_image(&streams, namespace, args, out).await,
+        Command::Describe { kind, name } => {
+            describe(&streams, &kind, &name, cli.global.output.as_deref(), out).await
+        }
+        Command::Get { kind, name } => {
+            get(
+                &streams,
+                &kind,
+                name.as_deref(),
+                cli.global.output.as_deref(),
+                out,
+            )
+            .await
+        }
+        Command::Set(SetCommand::ImageLookup { names, enabled }) => {
+            image_lookup(&client, &streams, namespace, &names, enabled, out).await
+        }
+        Command::Set(SetCommand::Triggers {
+            workload,
+            from_image,
+            containers,
+            manual,
+            remove,
+            remove_all,
+        }) => {
+            triggers(
+                &client, namespace, &workload, from_image, containers, manual, remove, remove_all,
+                out,
+            )
+            .await
+        }
+        Command::Rollback { tag, to } => rollback(&streams, &tag, to.as_deref(), out).await,
+    }
+}
+
+/// Read-modify-write with the resourceVersion as precondition, retried on conflict.
+async fn update<T>(
+    api: &Api<ImageStream>,
+    name: &str,
+    mut change: impl FnMut(&mut ImageStream) -> Result<T, CliError>,
+) -> Result<(ImageStream, T), CliError> {
+    for _ in 0..5 {
+        let mut s = api
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| CliError::Usage(format!("image stream {name} not found")))?;
+        let result = change(&mut s)?;
+        match api
+            .replace(
+                name,
+                &PostParams {
+                    field_manager: Some(CLI_FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &s,
+            )
+            .await
+        {
+            Ok(written) => return Ok((written, result)),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CliError::Usage(format!(
+        "image stream {name} kept changing; try again"
+    )))
+}
+
+async fn tag(
+    client: &Client,
+    namespace: &str,
+    args: TagArgs,
+    out: &mut String,
+) -> Result<(), CliError> {
+    if args.delete {
+        for t in &args.args {
+            let (ns, stream, tag) = edit::parse_dest(t)?;
+            let ns = ns.unwrap_or(namespace.to_string());
+            let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+            let (written, found) = update(&api, &stream, |s| Ok(edit::delete_tag(s, &tag))).await?;
+            if !found {
+                return Err(CliError::Usage(format!(
+                    "image stream tag {ns}/{stream}:{tag} not found"
+                )));
+            }
+            // History lives in status; remove it too so the tag is really gone.
+            let remaining = written
+                .status
+                .clone()
+                .unwrap_or_default()
+                .tags
+                .into_iter()
+                .filter(|t| t.tag != tag)
+                .collect::<Vec<_>>();
+            api.patch_status(
+                &stream,
+                &PatchParams {
+                    field_manager: Some(CLI_FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(json!({"status": {"tags": remaining}})),
+            )
+            .await?;
+            out.push_str(&format!("Deleted tag {ns}/{stream}:{tag}.\n"));
+        }
+        return Ok(());
+    }
+    let [source_arg, dests @ ..] = args.args.as_slice() else {
+        return Err(CliError::Usage(
+            "tag needs SOURCE and at least one DEST".into(),
+        ));
+    };
+    if dests.is_empty() {
+        return Err(CliError::Usage(
+            "tag needs at least one DEST (STREAM:TAG)".into(),
+        ));
+    }
+    let source = edit::parse_source(source_arg, args.source.as_deref())?;
+    let opts = TagOptions {
+        alias: args.alias,
+        scheduled: args.scheduled,
+        reference: args.reference,
+        insecure: args.insecure,
+        reference_policy: reference_policy(&args.reference_policy)?,
+        import_mode: None,
+    };
+    let source_stream = match &source {
+        Source::StreamTag {
+            namespace: ns,
+            stream,
+            ..
+        } if !opts.alias => {
+            let api: Api<ImageStream> =
+                Api::namespaced(client.clone(), ns.as_deref().unwrap_or(namespace));
+            api.get_opt(stream).await?
+        }
+        _ => None,
+    };
+    for dest in dests {
+        let (ns, stream, tag) = edit::parse_dest(dest)?;
+        let ns = ns.unwrap_or(namespace.to_string());
+        let from = edit::tag_source(&source, &opts, &ns, &stream, source_stream.as_ref())?;
+        let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+        if api.get_opt(&stream).await?.is_none() {
+            let mut s = ImageStream::new(&stream, ImageStreamSpec::default());
+            s.metadata.namespace = Some(ns.clone());
+            edit::set_tag(&mut s, &tag, from.clone(), &opts);
+            api.create(
+                &PostParams {
+                    field_manager: Some(CLI_FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &s,
+            )
+            .await?;
+        } else {
+            update(&api, &stream, |s| {
+                edit::set_tag(s, &tag, from.clone(), &opts);
+                Ok(())
+            })
+            .await?;
+        }
+        out.push_str(&edit::tag_message(&format!("{stream}:{tag}"), &from, &opts));
+        out.push('\n');
+    }
+    Ok(())
+}
+
+async fn import_image(
+    streams: &Api<ImageStream>,
+    namespace: &str,
+    args: ImportArgs,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let (name, tag) = match args.name.split_once(':') {
+        Some((n, t)) => (n.to_string(), Some(t.to_string())),
+        None => (args.name.clone(), None),
+    };
+    if args.all && tag.is_some() {
+        return Err(CliError::Usage(
+            "--all imports every tag; do not name one".into(),
+        ));
+    }
+    let opts = TagOptions {
+        scheduled: args.scheduled,
+        insecure: args.insecure,
+        reference_policy: reference_policy(&args.reference_policy)?,
+        ..Default::default()
+    };
+    let existing = streams.get_opt(&name).await?;
+    let tag_name = tag.clone().unwrap_or("latest".into());
+    let written = match (existing, &args.from) {
+        (None, None) => return Err(CliError::Usage(format!("image stream {namespace}/{name} does not exist; pass --from=PULLSPEC --confirm to create it"))),
+        (None, Some(_)) | (Some(_), Some(_)) if !args.confirm && !has_same_source(streams, &name, &tag_name, args.from.as_deref()).await? => {
+            return Err(CliError::Usage("--confirm is required to create a stream or tag or to change where it imports from".into()))
+        }
+        (None, Some(from)) => {
+            let mut s = ImageStream::new(&name, ImageStreamSpec::default());
+            s.metadata.namespace = Some(namespace.to_string());
+            if args.all {
+                s.spec.docker_image_repository = Some(from.clone());
+            } else {
+                edit::set_tag(&mut s, &tag_name, docker(from), &opts);
+            }
+            streams.create(&PostParams { field_manager: Some(CLI_FIELD_MANAGER.into()), ..Default::default() }, &s).await?
+        }
+        (Some(_), from) => {
+            update(streams, &name, |s| {
+                if let Some(from) = from {
+                    if args.all {
+                        s.spec.docker_image_repository = Some(from.clone());
+                    } else {
+                        edit::set_tag(s, &tag_name, docker(from), &opts);
+                    }
+                }
+                let target = tag.as_deref().map(|t| edit::import_target(s, t));
+                edit::request_import(s, if args.all { None } else { Some(target.as_deref().unwrap_or("latest")) }, args.all).map_err(CliError::Usage)
+            })
+            .await?
+            .0
+        }
+    };
+    wait_for_import(
+        streams,
+        &name,
+        &written,
+        &tag_name,
+        args.all,
+        args.timeout,
+        out,
+    )
+    .await
+}
+
+fn docker(from: &str) -> crate::api::TagSource {
+    crate::api::TagSource {
+        kind: crate::api::SourceKind::DockerImage,
+        name: from.to_string(),
+        namespace: None,
+        api_version: None,
+    }
+}
+
+async fn has_same_source(
+    streams: &Api<ImageStream>,
+    name: &str,
+    tag: &str,
+    from: Option<&str>,
+) -> Result<bool, CliError> {
+    let Some(s) = streams.get_opt(name).await? else {
+        return Ok(false);
+    };
+    Ok(s.spec_tag(tag)
+        .and_then(|t| t.from.as_ref())
+        .map(|f| f.name.as_str())
+        == from)
+}
+
+/// Waits until the controller answered the request (the tag's observed generation reached the
+/// requested one), with dots on stderr, then prints the describe view or the failure.
+async fn wait_for_import(
+    streams: &Api<ImageStream>,
+    name: &str,
+    written: &ImageStream,
+    tag: &str,
+    all: bool,
+    timeout: Duration,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let requested = written
+        .spec_tag(tag)
+        .and_then(|t| t.generation)
+        .unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut progress = std::io::stderr();
+    loop {
+        let s = streams.get(name).await?;
+        let answered = if all {
+            s.annotation(DOCKER_REPOSITORY_CHECK)
+                .is_some_and(|a| !a.is_empty())
+        } else {
+            s.status_tag(tag)
+                .is_some_and(|t| t.observed_generation() >= requested)
+        };
+        if answered {
+            eprintln_to(&mut progress, "");
+            let failed: Vec<String> = s
+                .status
+                .iter()
+                .flat_map(|st| &st.tags)
+                .filter(|t| all || t.tag == tag)
+                .flat_map(|t| {
+                    t.conditions.iter().map(move |c| {
+                        format!(
+                            "tag {}: {}: {}",
+                            t.tag,
+                            c.reason.as_deref().unwrap_or(""),
+                            c.message.as_deref().unwrap_or("")
+                        )
+                    })
+                })
+                .collect();
+            out.push_str(if failed.is_empty() {
+                "imported\n\n"
+            } else {
+                "imported with errors\n\n"
+            });
+            for f in &failed {
+                out.push_str(&format!("error: {f}\n"));
+            }
+            if let Some(r) = s
+                .status
+                .as_ref()
+                .and_then(|st| st.repository.as_ref())
+                .filter(|r| !r.additional_tags.is_empty())
+            {
+                out.push_str(&format!("info: The remote repository contained {} additional tags which were not imported: {}\n", r.additional_tags.len(), r.additional_tags.join(", ")));
+            }
+            out.push_str(&format::describe_stream(&s, jiff::Timestamp::now()));
+            return if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::Usage(format!(
+                    "import of {name} failed; see above"
+                )))
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Usage(format!("the import of {name}:{tag} was not answered within {}s; is imagestream-operator running? (`kubectl get pods -A -l app.kubernetes.io/name=imagestream-operator`)", timeout.as_secs())));
+        }
+        eprint_to(&mut progress, ".");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn eprint_to(w: &mut impl std::io::Write, s: &str) {
+    let _ = write!(w, "{s}");
+    let _ = w.flush();
+}
+
+fn eprintln_to(w: &mut impl std::io::Write, s: &str) {
+    let _ = writeln!(w, "{s}");
+}
+
+fn structured<T: serde::Serialize>(value: &T, output: &str) -> Result<String, CliError> {
+    match output {
+        "json" => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Other(e.into())),
+        "yaml" => {
+            serde_saphyr::to_string(value).map_err(|e| CliError::Other(anyhow::anyhow!("{e}")))
+        }
+        other => Err(CliError::Usage(format!(
+            "-o must be json or yaml, not {other:?}"
+        ))),
+    }
+}
+
+async fn describe(
+    streams: &Api<ImageStream>,
+    kind: &str,
+    name: &str,
+    output: Option<&str>,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let now = jiff::Timestamp::now();
+    let (kind, name) = match kind.split_once('/') {
+        Some((k, n)) => (k.to_string(), n.to_string()),
+        None => (kind.to_string(), name.to_string()),
+    };
+    match kind.as_str() {
+        "is" | "imagestream" | "imagestreams" => {
+            let s = streams
+                .get_opt(&name)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("image stream {name} not found")))?;
+            out.push_str(&match output {
+                Some(o) => structured(&s, o)?,
+                None => format::describe_stream(&s, now),
+            });
+        }
+        "istag" | "imagestreamtag" => {
+            let (stream, tag) = name
+                .split_once(':')
+                .ok_or_else(|| CliError::Usage(format!("{name:?} must be STREAM:TAG")))?;
+            let s = streams
+                .get_opt(stream)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("image stream {stream} not found")))?;
+            let text = format::describe_istag(&s, tag, now).ok_or_else(|| {
+                CliError::Usage(format!("image stream tag {stream}:{tag} has no image yet"))
+            })?;
+            out.push_str(&text);
+        }
+        "isimage" | "imagestreamimage" => {
+            let (stream, id) = name
+                .split_once('@')
+                .ok_or_else(|| CliError::Usage(format!("{name:?} must be STREAM@DIGEST")))?;
+            let s = streams
+                .get_opt(stream)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("image stream {stream} not found")))?;
+            out.push_str(&format::describe_isimage(&s, id, now)?);
+        }
+        other => {
+            return Err(CliError::Usage(format!(
+                "cannot describe {other:?}: use is, istag or isimage"
+            )))
+        }
+    }
+    Ok(())
+}
+
+async fn get(
+    streams: &Api<ImageStream>,
+    kind: &str,
+    name: Option<&str>,
+    output: Option<&str>,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let now = jiff::Timestamp::now();
+    let list: Vec<ImageStream> = match name {
+        Some(n) => vec![streams
+            .get_opt(n)
+            .await?
+            .ok_or_else(|| CliError::Usage(format!("image stream {n} not found")))?],
+        None => streams.list(&Default::default()).await?.items,
+    };
+    if let Some(o) = output {
+        out.push_str(&structured(&list, o)?);
+        return Ok(());
+    }
+    match kind {
+        "is" | "imagestream" | "imagestreams" => out.push_str(&format::get_streams(&list, now)),
+        "istag" | "istags" | "imagestreamtag" | "imagestreamtags" => {
+            out.push_str(&format::get_tags(&list, now))
+        }
+        other => {
+            return Err(CliError::Usage(format!(
+                "cannot get {other:?}: use is or istag"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn workload_ref(arg: &str) -> Result<(Kind, String), CliError> {
+    let (k, n) = arg.split_once('/').ok_or_else(|| {
+        CliError::Usage(format!("{arg:?} must be KIND/NAME, e.g. deployment/web"))
+    })?;
+    let kind = Kind::parse(k).ok_or_else(|| {
+        CliError::Usage(format!("{k:?} is not a workload kind with a pod template"))
+    })?;
+    Ok((kind, n.to_string()))
+}
+
+async fn image_lookup(
+    client: &Client,
+    streams: &Api<ImageStream>,
+    namespace: &str,
+    names: &[String],
+    enabled: bool,
+    out: &mut String,
+) -> Result<(), CliError> {
+    for n in names {
+        if n.contains('/') {
+            let (kind, name) = workload_ref(n)?;
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+            let value = if enabled {
+                json!("*")
+            } else {
+                serde_json::Value::Null
+            };
+            let body = match kind {
+                Kind::Pod => json!({"metadata": {"annotations": {RESOLVE_NAMES: value}}}),
+                Kind::CronJob => {
+                    json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {RESOLVE_NAMES: value}}}}}}})
+                }
+                _ => {
+                    json!({"spec": {"template": {"metadata": {"annotations": {RESOLVE_NAMES: value}}}}})
+                }
+            };
+            api.patch(
+                &name,
+                &PatchParams {
+                    field_manager: Some(CLI_FIELD_MANAGER.into()),
+                    ..Default::default()
+                },
+                &Patch::Merge(&body),
+            )
+            .await?;
+            out.push_str(&format!(
+                "{}/{name} {} image lookup\n",
+                kind.name().to_ascii_lowercase(),
+                if enabled {
+                    "now uses"
+                } else {
+                    "no longer uses"
+                }
+            ));
+        } else {
+            update(streams, n, |s| {
+                s.spec.lookup_policy = Some(crate::api::ImageLookupPolicy { local: enabled });
+                Ok(())
+            })
+            .await?;
+            out.push_str(&format!(
+                "imagestream.image.openshift.io/{n} image lookup {}\n",
+                if enabled { "updated" } else { "disabled" }
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn triggers(
+    client: &Client,
+    namespace: &str,
+    workload: &str,
+    from_image: Option<String>,
+    containers: Option<String>,
+    manual: bool,
+    remove: bool,
+    remove_all: bool,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let (kind, name) = workload_ref(workload)?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &kind.api_resource());
+    let obj = api.get(&name).await?;
+    let current = obj.annotations().get(TRIGGERS).cloned();
+    let new_value = if remove_all {
+        edit::remove_trigger(current.as_deref(), kind, None)?
+    } else if remove {
+        let c = containers
+            .as_deref()
+            .ok_or_else(|| CliError::Usage("--remove needs -c CONTAINER".into()))?;
+        edit::remove_trigger(current.as_deref(), kind, Some(c))?
+    } else if let Some(from) = &from_image {
+        let (ns, stream, tag) = edit::parse_dest(from)?;
+        let c = match containers {
+            Some(c) => c,
+            None => first_container(kind, &obj).ok_or_else(|| {
+                CliError::Usage("the pod template has no containers; pass -c CONTAINER".into())
+            })?,
+        };
+        Some(edit::add_trigger(
+            current.as_deref(),
+            kind,
+            &format!("{stream}:{tag}"),
+            ns.as_deref(),
+            &c,
+            manual,
+        )?)
+    } else {
+        out.push_str(&list_triggers(kind, &name, current.as_deref()));
+        return Ok(());
+    };
+    let body = json!({"metadata": {"annotations": {TRIGGERS: new_value}}});
+    api.patch(
+        &name,
+        &PatchParams {
+            field_manager: Some(CLI_FIELD_MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&body),
+    )
+    .await?;
+    out.push_str(&format!(
+        "{}/{name} triggers updated\n",
+        kind.name().to_ascii_lowercase()
+    ));
+    Ok(())
+}
+
+fn first_container(kind: Kind, obj: &DynamicObject) -> Option<String> {
+    crate::triggers::workload::find_container(
+        kind,
+        &obj.data,
+        &crate::triggers::annotation::ContainerRef {
+            init: false,
+            select: crate::triggers::annotation::Select::Index(0),
+        },
+    )
+    .map(|(n, _)| n)
+}
+
+fn list_triggers(kind: Kind, name: &str, annotation: Option<&str>) -> String {
+    let mut out = String::from("NAME\tTYPE\tVALUE\tAUTO\n");
+    let Some(a) = annotation else { return out };
+    match crate::triggers::annotation::parse(a, kind) {
+        Ok(ts) => {
+            for t in ts {
+                let container = match t.container.select {
+                    crate::triggers::annotation::Select::Name(n) => n,
+                    crate::triggers::annotation::Select::Index(i) => format!("#{i}"),
+                };
+                let from = match &t.namespace {
+                    Some(ns) => format!("{ns}/{}:{}", t.stream, t.tag),
+                    None => format!("{}:{}", t.stream, t.tag),
+                };
+                out.push_str(&format!(
+                    "{}/{name}\timage\t{from} ({container})\t{}\n",
+                    kind.name().to_ascii_lowercase(),
+                    !t.paused
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!("error: {}\n", e.message)),
+    }
+    out
+}
+
+async fn rollback(
+    streams: &Api<ImageStream>,
+    tag_arg: &str,
+    to: Option<&str>,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let (_, stream, tag) = edit::parse_dest(tag_arg)?;
+    let (_, (old, new)) = update(streams, &stream, |s| {
+        edit::rollback(s, &tag, to).map_err(CliError::Usage)
+    })
+    .await?;
+    out.push_str(&format!("Tag {stream}:{tag} rolled back from {old} to {new}.\nIt now stays on that image: scheduled imports and triggers follow it only after you tag it again.\n"));
+    Ok(())
+}
+
+/// The plugin's entry point: parses arguments, runs, prints; returns the exit code.
+pub async fn main() -> i32 {
+    let cli = Cli::parse();
+    let (client, namespace) = match client(&cli.global).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let mut out = String::new();
+    let result = execute(cli, client, &namespace, &mut out).await;
+    print!("{out}");
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! kubectl-imagestream: describe layouts against the seed documentation's own example output,
+//! and the exact objects each mutating command writes (over kube's mocked transport).
+
+use std::time::Duration;
+
+use clap::Parser;
+use http::{Method, Request, Response};
+use imagestream_operator::api::*;
+use imagestream_operator::cli::{execute, format, Cli};
+use jiff::Timestamp;
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+
+const NOW: &str = "2017-10-03T19:48:07Z";
+const D34: &str = "sha256:28178e2352d31f240de1af1370be855db33ae9782de737bb005247d8791a54d0";
+const D35: &str = "sha256:2efb79ca3ac9c9145a63675fb0c09220ab3b8d4005d35e0644417ee552548b10";
+const DSEED: &str = "sha256:49c18358df82f4577386404991c51a9559f243e0b1bdc366df25";
+
+fn now() -> Timestamp {
+    NOW.parse().unwrap()
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/cli/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn stream(v: Value) -> ImageStream {
+    serde_json::from_value(v).unwrap()
+}
+
+fn item(reference: &str, image: &str, created: &str) -> Value {
+    json!({"created": created, "dockerImageReference": reference, "image": image, "generation": 1})
+}
+
+/// The seed's `oc describe is python` with tags 34 and 35 (001, "Using image streams").
+#[test]
+fn describe_is_matches_the_seed_python_34_35() {
+    let s = stream(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "python", "namespace": "imagestream", "creationTimestamp": "2017-10-02T18:48:07Z",
+            "labels": {"app": "python"},
+            "annotations": {"openshift.io/generated-by": "OpenShiftWebConsole", DOCKER_REPOSITORY_CHECK: "2017-10-03T19:48:00Z"}},
+        "spec": {"tags": [
+            {"name": "34", "from": {"kind": "DockerImage", "name": "centos/python-34-centos7"}},
+            {"name": "35", "from": {"kind": "DockerImage", "name": "centos/python-35-centos7"}}]},
+        "status": {"dockerImageRepository": "docker-registry.default.svc:5000/imagestream/python", "tags": [
+            {"tag": "34", "items": [item(&format!("centos/python-34-centos7@{D34}"), D34, "2017-10-03T19:47:53Z")]},
+            {"tag": "35", "items": [item(&format!("centos/python-35-centos7@{D35}"), D35, "2017-10-03T19:48:00Z")]}]}
+    }));
+    assert_eq!(
+        format::describe_stream(&s, now()),
+        fixture("describe-is-python-34-35.txt")
+    );
+}
+
+/// The seed's walkthrough after `oc tag python:3.5 python:latest` (000, "Adding tags").
+#[test]
+fn describe_is_matches_the_seed_after_tagging_latest() {
+    let s = stream(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "python", "namespace": "default", "creationTimestamp": "2017-10-03T19:43:07Z",
+            "annotations": {DOCKER_REPOSITORY_CHECK: "2017-10-02T17:05:11Z"}},
+        "spec": {"tags": [
+            {"name": "3.5", "from": {"kind": "DockerImage", "name": "centos/python-35-centos7"}},
+            {"name": "latest", "from": {"kind": "ImageStreamImage", "name": format!("python@{DSEED}")}}]},
+        "status": {"dockerImageRepository": "docker-registry.default.svc:5000/default/python", "tags": [
+            {"tag": "3.5", "items": [item(&format!("centos/python-35-centos7@{DSEED}"), DSEED, "2017-10-03T19:43:07Z")]},
+            {"tag": "latest", "items": [item(&format!("centos/python-35-centos7@{DSEED}"), DSEED, "2017-10-03T19:47:00Z")]}]}
+    }));
+    assert_eq!(
+        format::describe_stream(&s, now()),
+        fixture("describe-is-python-latest.txt")
+    );
+}
+
+/// The seed's `oc describe istag/python:latest`; the seed elides some lines ("More information is
+/// output than shown"), so its lines must appear in order.
+#[test]
+fn describe_istag_matches_the_seed() {
+    let s = stream(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "python", "namespace": "default"},
+        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "centos/python-35-centos7"}}]},
+        "status": {"dockerImageRepository": "", "tags": [
+            {"tag": "latest", "items": [item(&format!("centos/python-35-centos7@{DSEED}"), DSEED, "2017-10-03T19:46:07Z")]}],
+          "images": [{"image": DSEED, "architecture": "amd64", "created": "2017-09-19T19:48:07Z",
+            "entrypoint": ["container-entrypoint"], "cmd": ["/bin/sh", "-c", "$STI_SCRIPTS_PATH/usage"],
+            "workingDir": "/opt/app-root/src", "user": "1001", "exposedPorts": ["8080/tcp"],
+            "labels": {"build-date": "20170801"}, "size": 251_200_000,
+            "layers": [{"digest": "sha256:l1", "size": 2_898_000}, {"digest": "sha256:l2", "size": 176_042_000}, {"digest": "sha256:l3", "size": 72_260_000}]}]}
+    }));
+    let text = format::describe_istag(&s, "latest", now()).unwrap();
+    let mut lines = text.lines();
+    for want in fixture("describe-istag-python-latest.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        assert!(
+            lines.any(|l| l == want),
+            "missing or out of order: {want:?}\n---\n{text}"
+        );
+    }
+}
+
+#[test]
+fn describe_shows_history_failures_pending_imports_and_aliases() {
+    let s = stream(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "origin-ruby-sample", "namespace": "test", "generation": 3, "creationTimestamp": "2017-09-01T13:40:11Z"},
+        "spec": {"tags": [
+            {"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/test/ruby"}, "importPolicy": {"scheduled": true}},
+            {"name": "prod", "from": {"kind": "ImageStreamTag", "name": "latest"}},
+            {"name": "next", "from": {"kind": "DockerImage", "name": "quay.io/test/ruby:next"}, "generation": 3, "importPolicy": {"insecure": true}, "referencePolicy": {"type": "Local"}}]},
+        "status": {"dockerImageRepository": "172.30.56.218:5000/test/origin-ruby-sample", "tags": [
+            {"tag": "latest", "items": [
+                item("172.30.56.218:5000/test/origin-ruby-sample@sha256:47463d94eb5c049b2d23b03a9530bf944f8f967a0fe79147dd6b9135bf7dd13d", "sha256:909de62d1f609a717ec433cc25ca5cf00941545c83a01fb31527771e1fab3fc5", "2017-09-02T10:15:09Z"),
+                item("172.30.56.218:5000/test/origin-ruby-sample@sha256:909de62d1f609a717ec433cc25ca5cf00941545c83a01fb31527771e1fab3fc5", "sha256:909de62d1f609a717ec433cc25ca5cf00941545c83a01fb31527771e1fab3fc5", "2017-09-01T13:40:11Z")],
+             "conditions": [{"type": "ImportSuccess", "status": "False", "reason": "NotFound", "message": "quay.io/test/ruby: manifest unknown", "generation": 2, "lastTransitionTime": "2017-10-03T19:38:07Z"}]}]}
+    }));
+    let text = format::describe_stream(&s, now());
+    let expected = "
+latest (prod)
+  updates automatically from registry quay.io/test/ruby
+
+  ! error: Import failed (NotFound): quay.io/test/ruby: manifest unknown
+      10 minutes ago
+  * 172.30.56.218:5000/test/origin-ruby-sample@sha256:47463d94eb5c049b2d23b03a9530bf944f8f967a0fe79147dd6b9135bf7dd13d
+      4 weeks ago\tsha256:909de62d1f609a717ec433cc25ca5cf00941545c83a01fb31527771e1fab3fc5
+    172.30.56.218:5000/test/origin-ruby-sample@sha256:909de62d1f609a717ec433cc25ca5cf00941545c83a01fb31527771e1fab3fc5
+      4 weeks ago
+
+next
+  tagged from quay.io/test/ruby:next
+    will use insecure HTTPS or HTTP connections
+    prefer registry pullthrough when referencing this tag
+
+  ~ importing latest image ...
+";
+    assert!(text.ends_with(expected), "{text}");
+    assert!(
+        text.contains("Unique Images:\t\t1\nTags:\t\t\t3\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn get_lists_streams_and_tags() {
+    let s = stream(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "python", "namespace": "default"},
+        "spec": {},
+        "status": {"dockerImageRepository": "", "tags": [
+            {"tag": "34", "items": [item(&format!("centos/python-34-centos7@{D34}"), D34, "2017-10-03T19:47:53Z")]},
+            {"tag": "35", "items": [item(&format!("centos/python-35-centos7@{D35}"), D35, "2017-10-03T19:48:00Z")]}]}
+    }));
+    assert_eq!(
+        format::get_streams(std::slice::from_ref(&s), now()),
+        "NAME     IMAGE REPOSITORY   TAGS    UPDATED\npython                      35,34   7 seconds ago\n"
+    );
+    let tags = format::get_tags(&[s], now());
+    assert!(tags.starts_with("NAME        IMAGE REFERENCE"), "{tags}");
+    assert!(
+        tags.contains(&format!(
+            "python:35   centos/python-35-centos7@{D35}   7 seconds ago"
+        )),
+        "{tags}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutating commands over the mocked transport.
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+struct Call {
+    method: Method,
+    uri: String,
+    body: Value,
+}
+
+/// Runs the command while answering each request with the next reply (Null = 404, "echo" =
+/// the request body), then checks that nothing else was sent.
+async fn run(args: &[&str], replies: Vec<Value>) -> (Result<(), String>, String, Vec<Call>) {
+    let (service, mut handle): (_, Handle) =
+        tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "demo");
+    let mut argv = vec!["kubectl-imagestream"];
+    argv.extend_from_slice(args);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    let task = tokio::spawn(async move {
+        let mut out = String::new();
+        let r = execute(cli, client, "demo", &mut out)
+            .await
+            .map_err(|e| e.to_string());
+        (r, out)
+    });
+    let mut calls = Vec::new();
+    for reply in replies {
+        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .expect("timed out waiting for a request")
+            .expect("client dropped");
+        let method = req.method().clone();
+        let uri = req.uri().to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let response = if reply.is_null() {
+            Response::builder()
+                .status(404)
+                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})).unwrap()))
+                .unwrap()
+        } else {
+            let reply = if reply == json!("echo") {
+                body.clone()
+            } else {
+                reply
+            };
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap()
+        };
+        send.send_response(response);
+        calls.push(Call { method, uri, body });
+    }
+    let (result, out) = task.await.unwrap();
+    assert!(
+        handle.next_request().await.is_none(),
+        "unexpected extra request"
+    );
+    (result, out, calls)
+}
+
+fn python() -> Value {
+    json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": "python", "namespace": "demo", "generation": 4, "resourceVersion": "17"},
+        "spec": {"tags": [
+            {"name": "3.5", "from": {"kind": "DockerImage", "name": "centos/python-35-centos7"}}]},
+        "status": {"dockerImageRepository": "", "tags": [
+            {"tag": "3.5", "items": [
+                item(&format!("centos/python-35-centos7@{D35}"), D35, "2017-10-03T19:48:00Z"),
+                item(&format!("centos/python-35-centos7@{D34}"), D34, "2017-10-01T19:48:00Z")]}]}
+    })
+}
+
+fn spec_tag(body: &Value, name: &str) -> Value {
+    body["spec"]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tag_permanent_pins_the_source_image() {
+    let (r, out, calls) = run(
+        &["tag", "python:3.5", "python:latest"],
+        vec![python(), python(), python(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(out, format!("Tag python:latest set to python@{D35}.\n"));
+    assert_eq!(calls[3].method, Method::PUT);
+    assert_eq!(calls[3].uri, "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python?&fieldManager=kubectl-imagestream");
+    assert_eq!(calls[3].body["metadata"]["resourceVersion"], "17");
+    assert_eq!(
+        spec_tag(&calls[3].body, "latest"),
+        json!({"name": "latest", "annotations": null, "generation": null, "from": {"kind": "ImageStreamImage", "name": format!("python@{D35}")}})
+    );
+}
+
+#[tokio::test]
+async fn tag_alias_tracks_and_refuses_other_streams() {
+    let (r, out, calls) = run(
+        &["tag", "--alias", "python:3.5", "python:latest"],
+        vec![python(), python(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(out, "Tag python:latest set up to track python:3.5.\n");
+    assert_eq!(
+        spec_tag(&calls[2].body, "latest"),
+        json!({"name": "latest", "annotations": null, "generation": null, "from": {"kind": "ImageStreamTag", "name": "python:3.5"}})
+    );
+    let (r, _, calls) = run(&["tag", "--alias", "ruby:3.5", "python:latest"], vec![]).await;
+    assert_eq!(
+        r.unwrap_err(),
+        "cannot set alias across different Image Streams"
+    );
+    assert!(calls.is_empty());
+}
+
+#[tokio::test]
+async fn tag_external_scheduled_and_reference() {
+    let (r, out, calls) = run(
+        &["tag", "docker.io/python:3.6.0", "python:3.6", "--scheduled"],
+        vec![python(), python(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(
+        out,
+        "Tag python:3.6 set to import docker.io/python:3.6.0 periodically.\n"
+    );
+    assert_eq!(
+        spec_tag(&calls[2].body, "3.6"),
+        json!({"name": "3.6", "annotations": null, "from": {"kind": "DockerImage", "name": "docker.io/python:3.6.0"}, "generation": 5, "importPolicy": {"scheduled": true}})
+    );
+    let (r, out, calls) = run(
+        &[
+            "tag",
+            "docker.io/python:3.6.0",
+            "python:ref",
+            "--reference",
+            "--reference-policy=local",
+        ],
+        vec![python(), python(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(out, "Tag python:ref set to docker.io/python:3.6.0.\n");
+    assert_eq!(
+        spec_tag(&calls[2].body, "ref"),
+        json!({"name": "ref", "annotations": null, "from": {"kind": "DockerImage", "name": "docker.io/python:3.6.0"}, "reference": true, "generation": 5, "referencePolicy": {"type": "Local"}})
+    );
+}
+
+#[tokio::test]
+async fn tag_creates_a_missing_stream() {
+    let (r, _, calls) = run(
+        &["tag", "docker.io/python:3.6.0", "py:3.6"],
+        vec![Value::Null, json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(calls[1].method, Method::POST);
+    assert_eq!(calls[1].body["metadata"]["name"], "py");
+    assert_eq!(spec_tag(&calls[1].body, "3.6")["generation"], 1);
+}
+
+#[tokio::test]
+async fn tag_delete_removes_spec_and_history() {
+    let (r, out, calls) = run(
+        &["tag", "-d", "python:3.5"],
+        vec![python(), json!("echo"), python()],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(out, "Deleted tag demo/python:3.5.\n");
+    assert_eq!(calls[1].method, Method::PUT);
+    assert_eq!(calls[1].body["spec"]["tags"], json!([]));
+    assert_eq!(calls[2].method, Method::PATCH);
+    assert_eq!(calls[2].uri, "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?&fieldManager=kubectl-imagestream");
+    assert_eq!(calls[2].body, json!({"status": {"tags": []}}));
+}
+
+#[tokio::test]
+async fn rollback_pins_the_previous_image() {
+    let (r, out, calls) = run(&["rollback", "python:3.5"], vec![python(), json!("echo")]).await;
+    r.unwrap();
+    assert!(out.starts_with(&format!("Tag python:3.5 rolled back from centos/python-35-centos7@{D35} to centos/python-35-centos7@{D34}.")), "{out}");
+    assert_eq!(
+        spec_tag(&calls[1].body, "3.5"),
+        json!({"name": "3.5", "annotations": null, "generation": null, "from": {"kind": "ImageStreamImage", "name": format!("python@{D34}")}})
+    );
+    let (r, _, _) = run(&["rollback", "python:3.5", "--to=7"], vec![python()]).await;
+    assert!(r.unwrap_err().contains("has no history item 7"));
+}
+
+#[tokio::test]
+async fn image_lookup_toggles_the_stream_policy() {
+    let (r, _, calls) = run(
+        &["set", "image-lookup", "python"],
+        vec![python(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(
+        calls[1].body["spec"]["lookupPolicy"],
+        json!({"local": true})
+    );
+}
