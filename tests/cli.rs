@@ -387,3 +387,49 @@ async fn image_lookup_toggles_the_stream_policy() {
         json!({"local": true})
     );
 }
+
+#[test]
+fn describe_isimage_finds_history_images_by_prefix() {
+    let s: ImageStream = serde_json::from_value(python()).unwrap();
+    let text = format::describe_isimage(&s, "28178e2352d3", now()).unwrap();
+    assert!(
+        text.starts_with(&format!("Image Name:\t{D34}\nDocker Image:\tcentos/python-35-centos7@{D34}\nName:\t\t{D34}\nCreated:\t2 days ago\n")),
+        "{text}"
+    );
+    assert!(format::describe_isimage(&s, "ffff", now())
+        .unwrap_err()
+        .contains("no image ffff"));
+}
+
+#[tokio::test]
+async fn set_triggers_writes_the_annotation_the_controller_accepts() {
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "example", "namespace": "demo"},
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "x"}]}}}
+    });
+    let (r, out, calls) = run(
+        &[
+            "set",
+            "triggers",
+            "deploy/example",
+            "--from-image=example:latest",
+            "-c",
+            "web",
+            "--manual",
+        ],
+        vec![deployment.clone(), deployment],
+    )
+    .await;
+    r.unwrap();
+    assert_eq!(out, "deployment/example triggers updated\n");
+    assert_eq!(calls[1].method, Method::PATCH);
+    assert_eq!(
+        calls[1].uri,
+        "/apis/apps/v1/namespaces/demo/deployments/example?&fieldManager=kubectl-imagestream"
+    );
+    assert_eq!(
+        calls[1].body,
+        json!({"metadata": {"annotations": {TRIGGERS: r#"[{"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image","from":{"kind":"ImageStreamTag","name":"example:latest"},"paused":true}]"#}}})
+    );
+}

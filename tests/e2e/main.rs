@@ -290,3 +290,103 @@ async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
     triggers.abort();
     let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
 }
+
+async fn plugin(client: &Client, ns: &str, args: &[&str]) -> String {
+    use clap::Parser;
+    let mut argv = vec!["kubectl-imagestream"];
+    argv.extend_from_slice(args);
+    let cli = imagestream_operator::cli::Cli::try_parse_from(argv).unwrap();
+    let mut out = String::new();
+    imagestream_operator::cli::execute(cli, client.clone(), ns, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("kubectl imagestream {args:?}: {e}\n{out}"));
+    out
+}
+
+/// The seed walkthrough with the plugin: import python:3.5, tag it as latest, describe shows two
+/// tags with the same image, re-import a new image, roll back, delete 3.5.
+#[tokio::test]
+async fn seed_walkthrough_with_the_plugin() {
+    if !enabled() {
+        return;
+    }
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let v1 = reg
+        .push_image("centos/python-35-centos7", "latest", "v1", false)
+        .await;
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&imagestream_crd().unwrap()),
+    )
+    .await
+    .unwrap();
+    let ns = format!("is-e2e-cli-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    }))
+    .unwrap();
+    let ctrl = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver),
+        Scheduler::new(Duration::from_secs(60), 0),
+        Settings::default(),
+    ));
+    let from = format!("--from={}/centos/python-35-centos7", reg.addr);
+    let out = plugin(
+        &client,
+        &ns,
+        &["import-image", "python:3.5", &from, "--confirm"],
+    )
+    .await;
+    assert!(out.starts_with("imported\n"), "{out}");
+    let out = plugin(&client, &ns, &["tag", "python:3.5", "python:latest"]).await;
+    assert_eq!(out, format!("Tag python:latest set to python@{v1}.\n"));
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+    wait_for(&streams, "python", "latest copied", |s| {
+        s.status_tag("latest").is_some_and(|t| !t.items.is_empty())
+    })
+    .await;
+    let out = plugin(&client, &ns, &["describe", "is", "python"]).await;
+    assert!(
+        out.contains("Tags:\t\t\t2\n") && out.contains("Unique Images:\t\t1\n"),
+        "{out}"
+    );
+
+    let v2 = reg
+        .push_image("centos/python-35-centos7", "latest", "v2", false)
+        .await;
+    let out = plugin(&client, &ns, &["import-image", "python:3.5"]).await;
+    assert!(out.contains(&v2), "{out}");
+    let out = plugin(&client, &ns, &["rollback", "python:3.5"]).await;
+    assert!(out.contains("rolled back"), "{out}");
+    wait_for(&streams, "python", "rollback", |s| {
+        s.status_tag("3.5")
+            .and_then(|t| t.items.first())
+            .is_some_and(|i| i.image == v1)
+    })
+    .await;
+    let out = plugin(&client, &ns, &["tag", "-d", "python:3.5"]).await;
+    assert_eq!(out, format!("Deleted tag {ns}/python:3.5.\n"));
+    let s = streams.get("python").await.unwrap();
+    assert!(s.spec_tag("3.5").is_none() && s.status_tag("3.5").is_none());
+
+    ctrl.abort();
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
