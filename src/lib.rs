@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod crdgen;
 pub mod import;
+pub mod ops;
 pub mod registry;
 pub mod schedule;
 pub mod triggers;

@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use imagestream_operator::import::controller::{self, Settings};
+use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
+use imagestream_operator::ops::{server, Health};
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::transport::Budget;
@@ -70,6 +72,25 @@ struct RunArgs {
         default_value_t = 50
     )]
     max_images_bulk_imported_per_repository: usize,
+    /// Address of the plain-HTTP /metrics, /healthz and /readyz endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Run only while holding a coordination.k8s.io Lease, so several replicas can run.
+    #[arg(long, env = "LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the lease (default: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the lease.
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE",
+        default_value = "imagestream-operator"
+    )]
+    leader_election_lease: String,
+    /// Seconds a leader's lease lasts without renewal: how fast a follower takes over.
+    #[arg(long, env = "LEADER_ELECTION_DURATION", default_value_t = 15)]
+    leader_election_duration: u64,
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
@@ -130,7 +151,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
     }
-    let resolver = RegistryResolver::new(config).map_err(anyhow::Error::msg)?;
+    let metrics = imagestream_operator::ops::metrics::global()
+        .registry
+        .clone();
+    let resolver = RegistryResolver::with_metrics(config, metrics).map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     let settings = Settings {
         local_registry: args.local_registry,
@@ -144,14 +168,47 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.scheduled_import_interval,
         args.max_scheduled_imports_per_minute,
     );
-    let imports = controller::run(client.clone(), Arc::new(resolver), scheduler, settings);
-    if args.disable_triggers {
-        return imports.await;
-    }
-    // The import controller stops on SIGTERM; the trigger controller stops with it.
+    let health = Arc::new(Health::default());
+    health.expect(if args.disable_triggers { 1 } else { 2 });
+    let settings = Settings {
+        health: Some(health.clone()),
+        ..settings
+    };
+    let server = server::serve(args.metrics_addr, health.clone());
+    let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
+    let disable_triggers = args.disable_triggers;
+    let work = {
+        let (client, health) = (client.clone(), health.clone());
+        move || async move {
+            let imports = controller::run(client.clone(), resolver, scheduler, settings);
+            if disable_triggers {
+                return imports.await;
+            }
+            // The import controller stops on SIGTERM; the trigger controller stops with it.
+            tokio::select! {
+                r = imports => r,
+                r = imagestream_operator::triggers::controller::run(client, Some(health)) => r,
+            }
+        }
+    };
+    let controllers = async {
+        if !args.leader_election {
+            return work().await;
+        }
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("imagestream-operator-{}", std::process::id()));
+        let config = LeaderConfig {
+            namespace: args.leader_election_namespace.clone(),
+            lease_name: args.leader_election_lease.clone(),
+            identity,
+            duration: args.leader_election_duration.max(2),
+            grace: (args.leader_election_duration / 3).max(1),
+        };
+        run_as_leader(client, config, health.clone(), work).await
+    };
     tokio::select! {
-        r = imports => r,
-        r = imagestream_operator::triggers::controller::run(client) => r,
+        r = controllers => r,
+        r = server => r,
     }
 }
 

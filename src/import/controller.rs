@@ -50,6 +50,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Tags imported from `spec.dockerImageRepository`; 0 = unlimited (OpenShift: 50).
     pub max_bulk_import: usize,
+    /// Told when the stream cache has synced (readiness).
+    pub health: Option<Arc<crate::ops::Health>>,
 }
 
 impl Default for Settings {
@@ -61,6 +63,7 @@ impl Default for Settings {
             max_retry_backoff: Duration::from_secs(300),
             concurrency: 8,
             max_bulk_import: 50,
+            health: None,
         }
     }
 }
@@ -224,10 +227,12 @@ async fn import(
     let requests = plan.iter().filter_map(|(tag, cause)| {
         let spec = stream.spec_tag(tag)?;
         Some(async move {
+            let started = Instant::now();
             let result = match request_for(stream, spec, keyring) {
                 Ok(req) => ctx.resolver.resolve(req).await,
                 Err(e) => Err(e),
             };
+            crate::ops::metrics::global().record_import(&result, started.elapsed().as_secs_f64());
             log_outcome(stream, tag, *cause, &result);
             (
                 tag.clone(),
@@ -505,6 +510,7 @@ fn next_wakeup(
 }
 
 pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>) -> Action {
+    crate::ops::metrics::global().reconcile_errors.inc();
     warn!(namespace = ?stream.namespace(), name = %stream.name_any(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }
@@ -569,6 +575,14 @@ pub async fn run(
             kube::runtime::controller::Config::default().concurrency(settings.concurrency),
         );
     let store = controller.store();
+    if let Some(health) = settings.health.clone() {
+        let synced = store.clone();
+        tokio::spawn(async move {
+            if synced.wait_until_ready().await.is_ok() {
+                health.cache_synced();
+            }
+        });
+    }
     let by_namespace = store.clone();
     let by_source = store.clone();
     let ctx = Arc::new(Context::new(

@@ -72,7 +72,7 @@ pub struct TriggerContext {
     pub streams: Store<ImageStream>,
     pub recorder: Recorder,
     pub index: Mutex<TriggerIndex>,
-    pub metrics: TriggerMetrics,
+    pub metrics: Arc<TriggerMetrics>,
     access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
     /// The last warning per workload and reason, so a standing problem is reported once.
     told: Mutex<HashMap<(WorkloadKey, &'static str), String>>,
@@ -89,7 +89,7 @@ impl TriggerContext {
             client,
             streams,
             index: Mutex::default(),
-            metrics: TriggerMetrics::default(),
+            metrics: crate::ops::metrics::global().triggers.clone(),
             access: Mutex::default(),
             told: Mutex::default(),
         }
@@ -229,6 +229,15 @@ impl TriggerContext {
         Ok(allowed)
     }
 
+    /// Seconds since the tag's current image was recorded.
+    fn tag_changed_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
+        let ns = t.namespace.as_deref().unwrap_or(namespace);
+        let stream = self.streams.get(&ObjectRef::new(&t.stream).within(ns))?;
+        let created = stream.status_tag(&t.tag)?.items.first()?.created.0;
+        let elapsed = jiff::Timestamp::now().as_millisecond() - created.as_millisecond();
+        Some(elapsed.max(0) as f64 / 1000.0)
+    }
+
     fn pull_spec(&self, namespace: &str, t: &Trigger) -> Option<String> {
         let ns = t.namespace.as_deref().unwrap_or(namespace);
         self.streams
@@ -348,6 +357,14 @@ async fn patch(
     }
     for u in &updates {
         ctx.metrics.fires.inc();
+        if let Some(since) = triggers
+            .get(u.trigger)
+            .and_then(|t| ctx.tag_changed_at(&key.namespace, t))
+        {
+            crate::ops::metrics::global()
+                .tag_to_patch_latency
+                .observe(since);
+        }
         let from = triggers
             .get(u.trigger)
             .map(|t| t.tag_key(&key.namespace))
@@ -401,8 +418,16 @@ fn heads(stream: &ImageStream) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> anyhow::Result<()> {
     let (store, writer) = reflector::store();
+    if let Some(health) = health {
+        let synced = store.clone();
+        tokio::spawn(async move {
+            if synced.wait_until_ready().await.is_ok() {
+                health.cache_synced();
+            }
+        });
+    }
     let ctx = Arc::new(TriggerContext::new(client.clone(), store));
     let (tx, rx) = mpsc::unbounded();
     let queue = Arc::new(Queue {

@@ -185,6 +185,7 @@ async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
     ));
     let triggers = tokio::spawn(imagestream_operator::triggers::controller::run(
         client.clone(),
+        None,
     ));
 
     let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns_name);
