@@ -2,6 +2,7 @@
 
 pub mod leader;
 pub mod metrics;
+pub mod rbac;
 pub mod server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

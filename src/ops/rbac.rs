@@ -1,0 +1,60 @@
+//! Every Kubernetes API permission the operator's code uses, with the reason. The chart's
+//! ClusterRole and Role, and `config/rbac`, must grant exactly these (tests/chart.rs checks).
+
+/// (API group, resource, verb, why).
+pub const PERMISSIONS: &[(&str, &str, &str, &str)] = &[
+    ("image.openshift.io", "imagestreams", "list", "import controller, trigger controller and dependents watch streams (and the CRD check lists one)"),
+    ("image.openshift.io", "imagestreams", "watch", "same watches"),
+    ("image.openshift.io", "imagestreams", "patch", "import controller sets the dockerRepositoryCheck annotation"),
+    ("image.openshift.io", "imagestreams/status", "patch", "import controller writes status by server-side apply"),
+    ("", "secrets", "list", "pull secrets of each stream's namespace (type-filtered reflectors); read only: credentials are needed to import private images"),
+    ("", "secrets", "watch", "a changed pull secret retries failed imports"),
+    ("events.k8s.io", "events", "create", "Imported/ImportFailed and trigger Events"),
+    ("events.k8s.io", "events", "patch", "the event recorder updates the count of repeated events"),
+    ("apps", "deployments", "list", "trigger controller watches annotated workloads"),
+    ("apps", "deployments", "watch", "same"),
+    ("apps", "deployments", "patch", "triggers set container images"),
+    ("apps", "statefulsets", "list", "same as deployments"),
+    ("apps", "statefulsets", "watch", "same"),
+    ("apps", "statefulsets", "patch", "same"),
+    ("apps", "daemonsets", "list", "same"),
+    ("apps", "daemonsets", "watch", "same"),
+    ("apps", "daemonsets", "patch", "same"),
+    ("apps", "replicasets", "list", "same"),
+    ("apps", "replicasets", "watch", "same"),
+    ("apps", "replicasets", "patch", "same"),
+    ("", "replicationcontrollers", "list", "same"),
+    ("", "replicationcontrollers", "watch", "same"),
+    ("", "replicationcontrollers", "patch", "same"),
+    ("", "pods", "list", "bare pods with triggers"),
+    ("", "pods", "watch", "same"),
+    ("", "pods", "patch", "same"),
+    ("batch", "cronjobs", "list", "same as deployments"),
+    ("batch", "cronjobs", "watch", "same"),
+    ("batch", "cronjobs", "patch", "same"),
+    ("batch", "jobs", "list", "annotated Jobs get an Event explaining they are not patched"),
+    ("batch", "jobs", "watch", "same"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create", "cross-namespace trigger sources are checked for the workload's service account"),
+];
+
+/// Namespaced permissions in the operator's own namespace (leader election).
+pub const NAMESPACED_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
+    (
+        "coordination.k8s.io",
+        "leases",
+        "get",
+        "read the leader lease",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "create",
+        "create it the first time",
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        "patch",
+        "acquire, renew and release it",
+    ),
+];
