@@ -640,3 +640,41 @@ fn kustomize_config_matches_the_chart() {
     assert_restricted(deployment);
     assert_eq!(deployment["metadata"]["namespace"], "imagestream-system");
 }
+
+/// `values.schema.json` accepts the defaults and the non-default set above, and rejects typos
+/// and wrong types, as helm would before rendering.
+#[test]
+fn values_schema_accepts_good_values_and_rejects_bad_ones() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{CHART}/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let defaults: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(format!("{CHART}/values.yaml")).unwrap())
+            .unwrap();
+    assert!(
+        validator.is_valid(&defaults),
+        "{:?}",
+        validator
+            .iter_errors(&defaults)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    let with = |over: Value| {
+        let mut v = defaults.clone();
+        merge(&mut v, &over);
+        v
+    };
+    assert!(validator.is_valid(&with(json!({"controller": {"registryBudgets": ["docker.io=1:5:2"], "insecureRegistries": ["r:5000"]}}))));
+    for bad in [
+        json!({"replicas": 0}),
+        json!({"controller": {"logFormat": "xml"}}),
+        json!({"controller": {"scheduledImportInterval": "soon"}}),
+        json!({"controller": {"registryBudgets": ["docker.io"]}}),
+        json!({"controller": {"maxHistry": 3}}),
+        json!({"image": {"pullPolicy": "Sometimes"}}),
+    ] {
+        assert!(!validator.is_valid(&with(bad.clone())), "accepted {bad}");
+    }
+}
