@@ -4,6 +4,7 @@
 //! `import` (tag resolution and the reconcile loop), `schedule` (when scheduled tags are due), `triggers` (workload image triggers),
 //! `crdgen` (CRD YAML from the types).
 
+pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod crdgen;

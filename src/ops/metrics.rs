@@ -31,6 +31,7 @@ pub struct OperatorMetrics {
     pub tag_to_patch_latency: Histogram,
     pub registry: Arc<RegistryMetrics>,
     pub triggers: Arc<TriggerMetrics>,
+    pub admission: crate::admission::server::AdmissionMetrics,
 }
 
 impl OperatorMetrics {
@@ -44,6 +45,7 @@ impl OperatorMetrics {
             tag_to_patch_latency: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             registry: Arc::default(),
             triggers: Arc::default(),
+            admission: Default::default(),
         }
     }
 
@@ -103,6 +105,7 @@ impl OperatorMetrics {
         );
         self.registry.register(&mut registry);
         self.triggers.register(&mut registry);
+        self.admission.register(&mut registry);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();

@@ -1,0 +1,259 @@
+//! The HTTPS admission endpoint: AdmissionReview v1 in, JSONPatch out, on its own port. The
+//! certificate comes from files (cert-manager or a mounted Secret) reloaded when they change, or
+//! is generated at start-up and its CA injected into the webhook configuration by the operator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
+};
+use kube::core::DynamicObject;
+use kube::runtime::reflector::{ObjectRef, Store};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use tracing::warn;
+
+use super::lookup::{may_need_work, mutate, Operation};
+use crate::api::ImageStream;
+use crate::triggers::workload::Kind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: String,
+    /// `unchanged`, `patched` or `error`.
+    pub outcome: String,
+}
+
+pub struct AdmissionMetrics {
+    pub admissions: Family<AdmissionLabels, Counter>,
+    pub rewrites: Counter,
+    pub latency: Histogram,
+}
+
+impl Default for AdmissionMetrics {
+    fn default() -> Self {
+        Self {
+            admissions: Family::default(),
+            rewrites: Counter::default(),
+            latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
+}
+
+impl AdmissionMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "admissions",
+            "Admission requests by kind and outcome",
+            self.admissions.clone(),
+        );
+        registry.register(
+            "admission_rewrites",
+            "Container images rewritten at admission",
+            self.rewrites.clone(),
+        );
+        registry.register_with_unit(
+            "admission_duration",
+            "Time to answer one admission request (excluding TLS)",
+            prometheus_client::registry::Unit::Seconds,
+            self.latency.clone(),
+        );
+    }
+}
+
+#[derive(Clone)]
+pub struct Admission {
+    pub streams: Store<ImageStream>,
+}
+
+/// Answers one review. Never denies: anything unexpected is admitted unchanged with a warning.
+pub fn review(
+    admission: &Admission,
+    review: AdmissionReview<DynamicObject>,
+) -> AdmissionReview<DynamicObject> {
+    let started = Instant::now();
+    let metrics = &crate::ops::metrics::global().admission;
+    let req: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(e) => {
+            return AdmissionResponse::invalid(format!("not an AdmissionReview request: {e}"))
+                .into_review()
+        }
+    };
+    let mut response = AdmissionResponse::from(&req);
+    let kind = Kind::parse(&req.kind.kind);
+    let op = match req.operation {
+        KubeOperation::Create => Some(Operation::Create),
+        KubeOperation::Update => Some(Operation::Update),
+        _ => None,
+    };
+    let mut outcome = "unchanged";
+    if let (Some(kind), Some(op), Some(obj), None) =
+        (kind, op, req.object.as_ref(), req.sub_resource.as_ref())
+    {
+        let value = to_value(obj, &req);
+        if may_need_work(kind, &value) {
+            let old = req.old_object.as_ref().map(|o| to_value(o, &req));
+            let lookup =
+                |ns: &str, name: &str| admission.streams.get(&ObjectRef::new(name).within(ns));
+            let m = mutate(kind, op, &value, old.as_ref(), &lookup);
+            if !m.warnings.is_empty() {
+                response.warnings = Some(m.warnings);
+            }
+            if !m.patch.is_empty() {
+                metrics.rewrites.inc_by(m.patch.len() as u64);
+                match serde_json::from_value::<json_patch::Patch>(serde_json::Value::Array(m.patch))
+                {
+                    Ok(patch) => match response.clone().with_patch(patch) {
+                        Ok(r) => {
+                            response = r;
+                            outcome = "patched";
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "could not encode the admission patch");
+                            outcome = "error";
+                        }
+                    },
+                    Err(e) => {
+                        warn!(error = %e, "invalid admission patch");
+                        outcome = "error";
+                    }
+                }
+            }
+        }
+    }
+    metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            kind: req.kind.kind.clone(),
+            outcome: outcome.into(),
+        })
+        .inc();
+    metrics.latency.observe(started.elapsed().as_secs_f64());
+    response.into_review()
+}
+
+/// The review as the API server expects it on the wire: `patch` as base64 (Go's encoding of
+/// `[]byte`), where kube-core serialises a JSON array of bytes.
+pub fn review_json(
+    admission: &Admission,
+    input: AdmissionReview<DynamicObject>,
+) -> serde_json::Value {
+    use base64::Engine;
+    let mut out = serde_json::to_value(review(admission, input)).unwrap_or_default();
+    if let Some(bytes) = out.pointer("/response/patch").and_then(|p| p.as_array()) {
+        let raw: Vec<u8> = bytes
+            .iter()
+            .filter_map(|b| b.as_u64())
+            .map(|b| b as u8)
+            .collect();
+        out["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(raw));
+    }
+    out
+}
+
+/// The object as JSON with its namespace filled in (create requests may omit it).
+fn to_value(obj: &DynamicObject, req: &AdmissionRequest<DynamicObject>) -> serde_json::Value {
+    let mut v = serde_json::to_value(obj).unwrap_or_default();
+    if v.pointer("/metadata/namespace")
+        .and_then(|n| n.as_str())
+        .is_none_or(str::is_empty)
+    {
+        if let Some(ns) = &req.namespace {
+            v["metadata"]["namespace"] = serde_json::Value::String(ns.clone());
+        }
+    }
+    v
+}
+
+pub fn router(admission: Admission) -> Router {
+    Router::new()
+        .route(
+            "/mutate",
+            post(|State(a): State<Admission>, Json(body): Json<AdmissionReview<DynamicObject>>| async move { Json(review_json(&a, body)) }),
+        )
+        .with_state(admission)
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificate {
+    /// PEM files, re-read when their modification time changes.
+    Files { cert: PathBuf, key: PathBuf },
+    /// Generated in memory at start-up; the caller injects `ca_pem` into the webhook configuration.
+    Generated { cert_pem: String, key_pem: String },
+}
+
+/// A self-signed certificate for `hosts` (the webhook Service's DNS names).
+pub fn generate(hosts: &[String]) -> anyhow::Result<Certificate> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
+    params.is_ca = rcgen::IsCa::NoCa;
+    let cert = params.self_signed(&key)?;
+    Ok(Certificate::Generated {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+pub async fn tls_config(cert: &Certificate) -> anyhow::Result<RustlsConfig> {
+    let config = match cert {
+        Certificate::Files { cert, key } => RustlsConfig::from_pem_file(cert, key).await,
+        Certificate::Generated { cert_pem, key_pem } => {
+            RustlsConfig::from_pem(cert_pem.as_bytes().to_vec(), key_pem.as_bytes().to_vec()).await
+        }
+    };
+    config.map_err(|e| anyhow::anyhow!("admission TLS certificate: {e}"))
+}
+
+/// Re-reads certificate files whenever their modification time changes, so cert-manager
+/// renewals are served without a restart.
+pub async fn reload_on_change(config: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
+    let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = (stamp(&cert), stamp(&key));
+    loop {
+        tokio::time::sleep(every).await;
+        let now = (stamp(&cert), stamp(&key));
+        if now != last {
+            match config.reload_from_pem_file(&cert, &key).await {
+                Ok(()) => {
+                    tracing::info!(cert = %cert.display(), "admission certificate reloaded");
+                    last = now;
+                }
+                // A half-written pair: keep serving the old one and try again next tick.
+                Err(e) => {
+                    warn!(error = %e, "admission certificate reload failed; keeping the current one")
+                }
+            }
+        }
+    }
+}
+
+pub async fn serve(
+    addr: SocketAddr,
+    cert: Certificate,
+    admission: Admission,
+) -> anyhow::Result<()> {
+    let config = tls_config(&cert).await?;
+    if let Certificate::Files { cert, key } = &cert {
+        tokio::spawn(reload_on_change(
+            config.clone(),
+            cert.clone(),
+            key.clone(),
+            Duration::from_secs(10),
+        ));
+    }
+    axum_server::bind_rustls(addr, config)
+        .serve(router(admission).into_make_service())
+        .await
+        .map_err(|e| anyhow::anyhow!("admission server on {addr}: {e}"))
+}

@@ -1,0 +1,437 @@
+//! The admission webhook: AdmissionReview JSON in, exact JSONPatch out, for every rule of the
+//! reference notes §5 and the Job/Pod trigger path; then the real HTTPS endpoint.
+
+use std::time::Duration;
+
+use base64::Engine;
+use imagestream_operator::admission::server::{
+    self, generate, review_json, Admission, Certificate,
+};
+use imagestream_operator::api::*;
+use kube::core::admission::AdmissionReview;
+use kube::core::DynamicObject;
+use kube::runtime::{reflector, watcher};
+use serde_json::{json, Value};
+
+const DIGEST: &str = "sha256:5a1e0b7d6c4f";
+
+fn stream(ns: &str, name: &str, local: bool, tags: &[&str]) -> ImageStream {
+    let items: Vec<Value> = tags
+        .iter()
+        .map(|t| json!({"tag": t, "items": [{"created": "2026-01-01T00:00:00Z", "dockerImageReference": format!("docker.io/library/{name}@{DIGEST}"), "image": DIGEST, "generation": 1}]}))
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"lookupPolicy": {"local": local}},
+        "status": {"dockerImageRepository": format!("registry.internal:5000/{ns}/{name}"), "tags": items}
+    }))
+    .unwrap()
+}
+
+fn admission(streams: Vec<ImageStream>) -> Admission {
+    let (store, mut writer) = reflector::store();
+    for s in streams {
+        writer.apply_watcher_event(&watcher::Event::Apply(s));
+    }
+    Admission { streams: store }
+}
+
+fn world() -> Admission {
+    admission(vec![
+        stream("shop", "mysql", true, &["8", "latest"]),
+        stream("shop", "redis", false, &["7"]),
+        stream("other", "nginx", true, &["1"]),
+    ])
+}
+
+fn deployment(image: &str, template_annotations: Value, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "annotations": annotations},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}, "annotations": template_annotations},
+            "spec": {"containers": [{"name": "web", "image": image}], "initContainers": [{"name": "init", "image": "busybox"}]}}}
+    })
+}
+
+fn request(
+    kind: &str,
+    group: &str,
+    version: &str,
+    operation: &str,
+    object: Value,
+    old: Option<Value>,
+) -> AdmissionReview<DynamicObject> {
+    let resource = format!("{}s", kind.to_ascii_lowercase());
+    serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "7c5c1d8a", "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "namespace": "shop", "operation": operation, "name": "web",
+            "userInfo": {"username": "alice"}, "object": object, "oldObject": old, "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+/// (the JSONPatch, or None when no patch was sent; the warnings)
+fn answer(
+    a: &Admission,
+    review_in: AdmissionReview<DynamicObject>,
+) -> (Option<Value>, Vec<String>) {
+    let out = review_json(a, review_in);
+    let response = &out["response"];
+    assert_eq!(response["uid"], "7c5c1d8a");
+    assert_eq!(response["allowed"], true, "never denied: {out}");
+    let patch = response["patch"].as_str().map(|p| {
+        assert_eq!(response["patchType"], "JSONPatch");
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(p).unwrap())
+            .unwrap()
+    });
+    let warnings = response["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    (patch, warnings)
+}
+
+fn create(object: Value) -> AdmissionReview<DynamicObject> {
+    let kind = object["kind"].as_str().unwrap().to_string();
+    let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), "v1".to_string()),
+    };
+    request(&kind, &group, &version, "CREATE", object, None)
+}
+
+fn replace(path: &str, image: &str) -> Value {
+    json!([{"op": "replace", "path": path, "value": image}])
+}
+
+const PINNED: &str = "docker.io/library/mysql@sha256:5a1e0b7d6c4f";
+
+#[test]
+fn short_name_resolves_when_the_stream_has_local_lookup() {
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("mysql:8", json!({}), json!({}))),
+    );
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", PINNED))
+    );
+    // `mysql` means mysql:latest.
+    let (patch, _) = answer(&world(), create(deployment("mysql", json!({}), json!({}))));
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", PINNED))
+    );
+}
+
+#[test]
+fn without_local_lookup_or_with_a_path_nothing_changes() {
+    for image in ["redis:7", "library/mysql:8", "docker.io/mysql:8", "nginx:1"] {
+        let (patch, _) = answer(&world(), create(deployment(image, json!({}), json!({}))));
+        assert_eq!(patch, None, "{image}");
+    }
+}
+
+#[test]
+fn streams_of_other_namespaces_are_never_used() {
+    // nginx exists with local lookup, but in namespace `other`.
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("nginx:1", json!({}), json!({}))),
+    );
+    assert_eq!(patch, None);
+}
+
+#[test]
+fn resolve_names_on_the_template_or_the_object_resolves_everything_in_the_namespace() {
+    let all = json!({RESOLVE_NAMES: "*"});
+    let redis = "docker.io/library/redis@sha256:5a1e0b7d6c4f";
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("redis:7", all.clone(), json!({}))),
+    );
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", redis))
+    );
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("redis:7", json!({}), all.clone())),
+    );
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", redis))
+    );
+    // Forced: the registry and path are ignored and the name resolved in the object's namespace.
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("quay.io/team/redis:7", all.clone(), json!({}))),
+    );
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", redis))
+    );
+    let (patch, _) = answer(
+        &world(),
+        create(deployment(
+            "redis:7",
+            json!({RESOLVE_NAMES: "yes"}),
+            json!({}),
+        )),
+    );
+    assert_eq!(patch, None, "only * is valid");
+}
+
+#[test]
+fn digest_references_are_untouched() {
+    let (patch, _) = answer(
+        &world(),
+        create(deployment(
+            "mysql@sha256:0000",
+            json!({RESOLVE_NAMES: "*"}),
+            json!({}),
+        )),
+    );
+    assert_eq!(patch, None);
+}
+
+#[test]
+fn missing_tag_points_at_the_stream_repository() {
+    let (patch, _) = answer(
+        &world(),
+        create(deployment("mysql:9", json!({}), json!({}))),
+    );
+    assert_eq!(
+        patch,
+        Some(replace(
+            "/spec/template/spec/containers/0/image",
+            "registry.internal:5000/shop/mysql:9"
+        ))
+    );
+}
+
+#[test]
+fn init_containers_and_other_kinds_use_their_pod_spec_paths() {
+    let mut d = deployment("busybox", json!({}), json!({}));
+    d["spec"]["template"]["spec"]["initContainers"][0]["image"] = json!("mysql:8");
+    let (patch, _) = answer(&world(), create(d));
+    assert_eq!(
+        patch,
+        Some(replace(
+            "/spec/template/spec/initContainers/0/image",
+            PINNED
+        ))
+    );
+    let cron = json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c", "namespace": "shop"},
+        "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "mysql:8"}]}}}}}});
+    let (patch, _) = answer(&world(), create(cron));
+    assert_eq!(
+        patch,
+        Some(replace(
+            "/spec/jobTemplate/spec/template/spec/containers/0/image",
+            PINNED
+        ))
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"}, "spec": {"containers": [{"name": "p", "image": "mysql:8"}]}});
+    let (patch, _) = answer(&world(), create(pod));
+    assert_eq!(patch, Some(replace("/spec/containers/0/image", PINNED)));
+}
+
+#[test]
+fn pods_owned_by_a_controller_are_left_alone() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop",
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "u", "controller": true}]},
+        "spec": {"containers": [{"name": "p", "image": "mysql:8"}]}});
+    let (patch, _) = answer(&world(), create(pod));
+    assert_eq!(patch, None);
+}
+
+#[test]
+fn updates_touch_only_changed_images_and_never_jobs() {
+    let old = deployment("mysql:8", json!({}), json!({}));
+    let (patch, _) = answer(
+        &world(),
+        request(
+            "Deployment",
+            "apps",
+            "v1",
+            "UPDATE",
+            deployment("mysql:8", json!({}), json!({})),
+            Some(old.clone()),
+        ),
+    );
+    assert_eq!(patch, None, "unchanged image: untouched");
+    let (patch, _) = answer(
+        &world(),
+        request(
+            "Deployment",
+            "apps",
+            "v1",
+            "UPDATE",
+            deployment("mysql:latest", json!({}), json!({})),
+            Some(old),
+        ),
+    );
+    assert_eq!(
+        patch,
+        Some(replace("/spec/template/spec/containers/0/image", PINNED))
+    );
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "shop"}, "spec": {"template": {"spec": {"containers": [{"name": "j", "image": "mysql:8"}]}}}});
+    let (patch, _) = answer(
+        &world(),
+        request("Job", "batch", "v1", "UPDATE", job.clone(), Some(job)),
+    );
+    assert_eq!(patch, None);
+}
+
+fn job(triggers: &str, image: &str) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "shop", "annotations": {TRIGGERS: triggers}},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "worker", "image": image}]}}}})
+}
+
+#[test]
+fn jobs_created_with_triggers_get_the_resolved_image() {
+    let t = r#"[{"from":{"kind":"ImageStreamTag","name":"redis:7"},"fieldPath":"spec.template.spec.containers[?(@.name=='worker')].image"}]"#;
+    let (patch, warnings) = answer(&world(), create(job(t, "redis:placeholder")));
+    assert_eq!(
+        patch,
+        Some(replace(
+            "/spec/template/spec/containers/0/image",
+            "docker.io/library/redis@sha256:5a1e0b7d6c4f"
+        ))
+    );
+    assert!(warnings.is_empty());
+}
+
+#[test]
+fn job_before_its_tag_resolves_is_admitted_unchanged_with_a_warning() {
+    let t = r#"[{"from":{"kind":"ImageStreamTag","name":"redis:8"},"fieldPath":"spec.template.spec.containers[?(@.name=='worker')].image"}]"#;
+    let (patch, warnings) = answer(&world(), create(job(t, "redis:8")));
+    assert_eq!(patch, None);
+    assert_eq!(warnings, vec!["trigger 0: shop/redis:8 has no image yet; the Job is admitted with the image as written".to_string()]);
+}
+
+#[test]
+fn malformed_trigger_annotation_is_admitted_unchanged_with_a_warning() {
+    let (patch, warnings) = answer(&world(), create(job("[{not json", "busybox")));
+    assert_eq!(patch, None);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with(
+            "image.openshift.io/triggers ignored: image.openshift.io/triggers is not a JSON list"
+        ),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn unsupported_kinds_and_subresources_pass_through() {
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}, "data": {"image": "mysql:8"}});
+    let (patch, _) = answer(&world(), create(cm));
+    assert_eq!(patch, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTPS endpoint.
+
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn pems(cert: &Certificate) -> (String, String) {
+    match cert {
+        Certificate::Generated { cert_pem, key_pem } => (cert_pem.clone(), key_pem.clone()),
+        Certificate::Files { .. } => unreachable!(),
+    }
+}
+
+fn client_trusting(cert_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(cert_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn https_endpoint_answers_and_reloads_rotated_certificates() {
+    install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert1, key1) = pems(&generate(&["127.0.0.1".to_string()]).unwrap());
+    let (cert2, key2) = pems(&generate(&["127.0.0.1".to_string()]).unwrap());
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_path, &cert1).unwrap();
+    std::fs::write(&key_path, &key1).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let files = Certificate::Files {
+        cert: cert_path.clone(),
+        key: key_path.clone(),
+    };
+    let config = server::tls_config(&files).await.unwrap();
+    tokio::spawn(server::reload_on_change(
+        config.clone(),
+        cert_path.clone(),
+        key_path.clone(),
+        Duration::from_millis(100),
+    ));
+    let app = server::router(world());
+    tokio::spawn(async move {
+        axum_server::bind_rustls(addr, config)
+            .serve(app.into_make_service())
+            .await
+    });
+
+    let url = format!("https://127.0.0.1:{port}/mutate");
+    let body = serde_json::to_value(create(deployment("mysql:8", json!({}), json!({})))).unwrap();
+    let mut reply = None;
+    for _ in 0..50 {
+        if let Ok(r) = client_trusting(&cert1).post(&url).json(&body).send().await {
+            reply = Some(r.json::<Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = reply.expect("the endpoint answers over TLS");
+    assert_eq!(reply["response"]["allowed"], true);
+    assert_eq!(reply["response"]["patchType"], "JSONPatch");
+    assert!(
+        client_trusting(&cert2)
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .is_err(),
+        "not yet serving the second certificate"
+    );
+
+    // Rotate the files, as cert-manager does; the new certificate is served without a restart.
+    std::fs::write(&key_path, &key2).unwrap();
+    std::fs::write(&cert_path, &cert2).unwrap();
+    let mut rotated = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if client_trusting(&cert2)
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .is_ok()
+        {
+            rotated = true;
+            break;
+        }
+    }
+    assert!(rotated, "the rotated certificate is served");
+}
