@@ -2,6 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use imagestream_operator::admission::server::Certificate;
+use imagestream_operator::admission::shared_certificate;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
 use imagestream_operator::ops::{server, Health};
@@ -91,6 +93,32 @@ struct RunArgs {
     /// Seconds a leader's lease lasts without renewal: how fast a follower takes over.
     #[arg(long, env = "LEADER_ELECTION_DURATION", default_value_t = 15)]
     leader_election_duration: u64,
+    /// Address of the HTTPS admission endpoint (image lookup, triggers at creation); unset = off.
+    #[arg(long, env = "ADMISSION_ADDR")]
+    admission_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate for the admission endpoint (reloaded when it changes); without it a
+    /// self-signed one is generated and injected into the webhook configuration.
+    #[arg(long, env = "ADMISSION_CERT_FILE", requires = "admission_key_file")]
+    admission_cert_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "ADMISSION_KEY_FILE", requires = "admission_cert_file")]
+    admission_key_file: Option<std::path::PathBuf>,
+    /// DNS names of the webhook Service, for a generated certificate (comma-separated).
+    #[arg(long, env = "ADMISSION_HOSTS", value_delimiter = ',')]
+    admission_hosts: Vec<String>,
+    /// Secret (in POD_NAMESPACE) that holds the generated certificate shared by all replicas.
+    #[arg(
+        long,
+        env = "ADMISSION_CERTIFICATE_SECRET",
+        default_value = "imagestream-operator-webhook-tls"
+    )]
+    admission_certificate_secret: String,
+    /// MutatingWebhookConfiguration that gets the generated certificate as its caBundle.
+    #[arg(
+        long,
+        env = "ADMISSION_WEBHOOK_CONFIGURATION",
+        default_value = "imagestream-operator"
+    )]
+    admission_webhook_configuration: String,
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
@@ -175,6 +203,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..settings
     };
     let server = server::serve(args.metrics_addr, health.clone());
+    // The webhook runs on every replica, leader or not: the Service may route to any of them.
+    let admission_client = client.clone();
     let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
     let disable_triggers = args.disable_triggers;
     let work = {
@@ -206,9 +236,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         };
         run_as_leader(client, config, health.clone(), work).await
     };
+    let admission = async {
+        let Some(addr) = args.admission_addr else {
+            return std::future::pending().await;
+        };
+        let (cert, inject) = match (&args.admission_cert_file, &args.admission_key_file) {
+            (Some(cert), Some(key)) => (
+                Certificate::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                None,
+            ),
+            _ => {
+                let hosts = if args.admission_hosts.is_empty() {
+                    vec![format!(
+                        "imagestream-operator-webhook.{}.svc",
+                        args.leader_election_namespace
+                    )]
+                } else {
+                    args.admission_hosts.clone()
+                };
+                let cert = shared_certificate(
+                    &admission_client,
+                    &args.leader_election_namespace,
+                    &args.admission_certificate_secret,
+                    &hosts,
+                )
+                .await?;
+                (cert, Some(args.admission_webhook_configuration.clone()))
+            }
+        };
+        imagestream_operator::admission::run(admission_client, addr, cert, inject).await
+    };
     tokio::select! {
         r = controllers => r,
         r = server => r,
+        r = admission => r,
     }
 }
 

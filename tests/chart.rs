@@ -360,11 +360,32 @@ fn validate(obj: &Value) {
         "RoleBinding" => round_trip::<rbac::v1::RoleBinding>(obj),
         "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>(obj),
         "CustomResourceDefinition" => round_trip::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(obj),
+        "MutatingWebhookConfiguration" => round_trip::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>(obj),
         "ServiceMonitor" => {
             serde_json::from_value::<ServiceMonitor>(obj.clone()).unwrap();
         }
         other => panic!("unexpected kind {other:?}"),
     }
+}
+
+/// A webhook that is down must never block workloads.
+fn assert_safe_webhook(objects: &[Value]) {
+    let hook = objects
+        .iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .expect("webhook configuration");
+    let w = &hook["webhooks"][0];
+    assert_eq!(w["failurePolicy"], "Ignore");
+    assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+    assert!(w["timeoutSeconds"].as_i64().unwrap() <= 10);
+    assert_eq!(w["sideEffects"], "None");
+    let excluded = &w["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(excluded["operator"], "NotIn");
+    assert_eq!(
+        excluded["values"],
+        json!(["imagestream-system", "kube-system"])
+    );
+    assert_eq!(w["clientConfig"]["service"]["path"], "/mutate");
 }
 
 /// The Pod Security Standard "restricted" profile's checks that apply to this pod.
@@ -437,6 +458,7 @@ fn chart_renders_valid_objects_with_default_values() {
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
+            "MutatingWebhookConfiguration",
             "PodDisruptionBudget",
             "Role",
             "RoleBinding",
@@ -454,6 +476,7 @@ fn chart_renders_valid_objects_with_default_values() {
         .iter()
         .any(|e| e["name"] == "LEADER_ELECTION" && e["value"] == "true"));
     assert!(notes.contains("kubectl get is ruby"));
+    assert_safe_webhook(&objects);
 }
 
 #[test]
@@ -475,6 +498,7 @@ fn chart_renders_valid_objects_with_every_option_set() {
             "logFormat": "text",
         },
         "metrics": {"serviceMonitor": {"enabled": true}},
+        "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}]},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
     }));
@@ -482,9 +506,23 @@ fn chart_renders_valid_objects_with_every_option_set() {
         validate(o);
     }
     assert!(objects.iter().any(|o| o["kind"] == "ServiceMonitor"));
-    assert!(!objects
+    assert!(!objects.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+    let hook = objects
         .iter()
-        .any(|o| o["kind"] == "Role" || o["kind"] == "PodDisruptionBudget"));
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(
+        hook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "imagestream-system/webhook-cert"
+    );
+    assert_eq!(
+        hook["webhooks"][0]["objectSelector"]["matchLabels"]["imagestream.io/lookup"],
+        "true"
+    );
+    assert_eq!(
+        hook["webhooks"][0]["namespaceSelector"]["matchExpressions"][1]["key"],
+        "team"
+    );
     let d = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
     let env: Vec<(String, String)> = d["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -512,6 +550,14 @@ fn chart_renders_valid_objects_with_every_option_set() {
         d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
         "corp-ca"
     );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"],
+        "webhook-cert-tls"
+    );
+    assert!(env.contains(&(
+        "ADMISSION_CERT_FILE".to_string(),
+        "/etc/imagestream-operator/webhook/tls.crt".to_string()
+    )));
     assert_eq!(
         d["spec"]["template"]["spec"]["tolerations"][0]["key"],
         "infra"
@@ -629,6 +675,7 @@ fn kustomize_config_matches_the_chart() {
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "MutatingWebhookConfiguration",
     ] {
         assert!(
             kinds.contains(k),
@@ -638,6 +685,7 @@ fn kustomize_config_matches_the_chart() {
     }
     let deployment = built.iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert_restricted(deployment);
+    assert_safe_webhook(&built);
     assert_eq!(deployment["metadata"]["namespace"], "imagestream-system");
 }
 

@@ -53,7 +53,17 @@ pub async fn inject_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyh
         anyhow::anyhow!("cannot read MutatingWebhookConfiguration {name} to inject the CA: {e}")
     })?;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let ops: Vec<serde_json::Value> = (0..current.webhooks.as_ref().map_or(0, Vec::len))
+    let webhooks = current.webhooks.as_deref().unwrap_or_default();
+    if webhooks.iter().all(|w| {
+        w.client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(&b.0))
+            == Some(bundle.clone())
+    }) {
+        return Ok(());
+    }
+    let ops: Vec<serde_json::Value> = (0..webhooks.len())
         .map(|i| json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": bundle}))
         .collect();
     let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
@@ -61,4 +71,57 @@ pub async fn inject_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> anyh
         .await
         .map_err(|e| anyhow::anyhow!("cannot inject the CA into {name}: {e}"))?;
     Ok(())
+}
+
+/// One serving certificate for every replica: the first replica generates it and stores it in a
+/// Secret in its namespace; the others (and restarts) read it. Creation is atomic, so a race
+/// ends with everyone reading the winner's certificate.
+pub async fn shared_certificate(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+    hosts: &[String],
+) -> anyhow::Result<Certificate> {
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    for _ in 0..3 {
+        if let Some(s) = api.get_opt(secret).await? {
+            let data = s.data.unwrap_or_default();
+            let text = |k: &str| {
+                data.get(k)
+                    .map(|b| String::from_utf8_lossy(&b.0).to_string())
+            };
+            if let (Some(cert_pem), Some(key_pem)) = (text("tls.crt"), text("tls.key")) {
+                return Ok(Certificate::Generated { cert_pem, key_pem });
+            }
+            anyhow::bail!("secret {namespace}/{secret} has no tls.crt/tls.key; delete it to have a new certificate generated");
+        }
+        let Certificate::Generated { cert_pem, key_pem } = server::generate(hosts)? else {
+            unreachable!("generate returns a generated certificate")
+        };
+        let new: Secret = serde_json::from_value(json!({
+            "metadata": {"name": secret, "namespace": namespace, "labels": {"app.kubernetes.io/name": "imagestream-operator"}},
+            "type": "kubernetes.io/tls",
+            "data": {},
+        }))?;
+        let mut new = new;
+        new.data = Some(
+            [
+                ("tls.crt".to_string(), ByteString(cert_pem.into_bytes())),
+                ("tls.key".to_string(), ByteString(key_pem.into_bytes())),
+            ]
+            .into(),
+        );
+        match api.create(&Default::default(), &new).await {
+            Ok(_) => continue,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot store the webhook certificate in {namespace}/{secret}: {e}"
+                ))
+            }
+        }
+    }
+    anyhow::bail!("could not read or create the webhook certificate secret {namespace}/{secret}")
 }

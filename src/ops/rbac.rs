@@ -35,9 +35,11 @@ pub const PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     ("batch", "jobs", "list", "annotated Jobs get an Event explaining they are not patched"),
     ("batch", "jobs", "watch", "same"),
     ("authorization.k8s.io", "subjectaccessreviews", "create", "cross-namespace trigger sources are checked for the workload's service account"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "read the webhook configuration to inject the generated CA"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", "inject the generated CA into caBundle"),
 ];
 
-/// Namespaced permissions in the operator's own namespace (leader election).
+/// Namespaced permissions in the operator's own namespace (leader election, webhook certificate).
 pub const NAMESPACED_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     (
         "coordination.k8s.io",
@@ -57,4 +59,11 @@ pub const NAMESPACED_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
         "patch",
         "acquire, renew and release it",
     ),
+    (
+        "",
+        "secrets",
+        "get",
+        "read the shared webhook serving certificate",
+    ),
+    ("", "secrets", "create", "store it the first time"),
 ];
