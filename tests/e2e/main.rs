@@ -499,3 +499,145 @@ async fn leader_failover_imports_once() {
     b.abort();
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// The webhook against a real API server: registered with `clientConfig.url` pointing at this
+/// process. The API server must reach it: set IMAGESTREAM_E2E_WEBHOOK_HOST to an address of this
+/// machine that the cluster can reach (with kind, the docker bridge gateway, e.g. 172.18.0.1);
+/// the default 127.0.0.1 suits clusters whose API server runs on this host.
+#[tokio::test]
+async fn webhook_resolves_short_names_and_job_triggers() {
+    if !enabled() {
+        return;
+    }
+    use imagestream_operator::admission::server::{generate, Certificate};
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let digest = reg.push_image("library/mysql", "latest", "db", false).await;
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&imagestream_crd().unwrap()),
+    )
+    .await
+    .unwrap();
+    let ns = format!("is-e2e-hook-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let host = std::env::var("IMAGESTREAM_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cert = generate(std::slice::from_ref(&host)).unwrap();
+    let Certificate::Generated { cert_pem, .. } = &cert else {
+        unreachable!()
+    };
+    let bundle = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert_pem);
+    let bind: std::net::SocketAddr = format!("{host}:{port}")
+        .parse()
+        .expect("IMAGESTREAM_E2E_WEBHOOK_HOST is an IP address");
+    let hook = tokio::spawn(imagestream_operator::admission::run(
+        client.clone(),
+        bind,
+        cert.clone(),
+        None,
+    ));
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
+        Api::all(client.clone());
+    let config_name = format!("imagestream-e2e-{}", std::process::id());
+    hooks
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": config_name},
+                "webhooks": [{"name": "images.imagestream-operator.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                    "failurePolicy": "Ignore", "timeoutSeconds": 5, "reinvocationPolicy": "IfNeeded",
+                    "clientConfig": {"url": format!("https://{host}:{port}/mutate"), "caBundle": bundle},
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                    "rules": [{"apiGroups": ["apps", "batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments", "jobs"]}]}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    }))
+    .unwrap();
+    let ctrl = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver),
+        Scheduler::new(Duration::from_secs(60), 0),
+        Settings::default(),
+    ));
+    let from = format!("--from={}/library/mysql", reg.addr);
+    plugin(
+        &client,
+        &ns,
+        &["import-image", "mysql:latest", &from, "--confirm"],
+    )
+    .await;
+    plugin(&client, &ns, &["set", "image-lookup", "mysql"]).await;
+    let pinned = format!("{}/library/mysql@{digest}", reg.addr);
+    // The webhook's cache sees the lookup flag shortly after the write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    let created = deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {"selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "mysql:latest"}]}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let image = created.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(
+        image.as_deref(),
+        Some(pinned.as_str()),
+        "the stored Deployment has the digest"
+    );
+
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"mysql:latest"},"fieldPath":"spec.template.spec.containers[?(@.name=='worker')].image"}]"#;
+    let job = jobs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "migrate", "annotations": {TRIGGERS: trigger}},
+                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "worker", "image": "placeholder"}]}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let image = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone();
+    assert_eq!(
+        image.as_deref(),
+        Some(pinned.as_str()),
+        "the Job was created with the resolved image"
+    );
+
+    ctrl.abort();
+    hook.abort();
+    let _ = hooks.delete(&config_name, &DeleteParams::default()).await;
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
