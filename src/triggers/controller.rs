@@ -269,7 +269,7 @@ pub async fn reconcile_workload(
         }
     };
     if key.kind.template_immutable() {
-        let note = "a Job's pod template cannot change after creation, so image triggers are not applied to Jobs; create the Job with the resolved image (the admission webhook will do this at creation when it is installed)".to_string();
+        let note = "a Job's pod template cannot change after creation, so image triggers are not applied to Jobs; the admission webhook resolves them when a Job is created; a Job created before its tag had an image keeps the image it was created with".to_string();
         ctx.warn_once(key, obj, "TriggerSkipped", note.clone())
             .await;
         return Ok(Fired::Skipped(note));
