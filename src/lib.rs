@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod crdgen;
 pub mod import;
+pub mod notify;
 pub mod ops;
 pub mod registry;
 pub mod schedule;

@@ -119,6 +119,17 @@ struct RunArgs {
         default_value = "imagestream-operator"
     )]
     admission_webhook_configuration: String,
+    /// File holding the shared token registry notifications must present (Authorization: Bearer,
+    /// or ?token= for Quay and Docker Hub); without it every notification is refused.
+    #[arg(long, env = "NOTIFICATION_TOKEN_FILE")]
+    notification_token_file: Option<std::path::PathBuf>,
+    /// File holding the GitHub webhook secret (X-Hub-Signature-256) for GHCR notifications.
+    #[arg(long, env = "NOTIFICATION_HMAC_SECRET_FILE")]
+    notification_hmac_secret_file: Option<std::path::PathBuf>,
+    /// NOTIFIED_HOST=HOST_IN_STREAMS pairs: a registry's host in its notifications (e.g. its
+    /// internal address) mapped to the host image streams use (comma-separated).
+    #[arg(long, env = "NOTIFICATION_REGISTRY_ALIASES", value_delimiter = ',')]
+    notification_registry_alias: Vec<String>,
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
@@ -145,6 +156,31 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+fn notify_config(args: &RunArgs) -> anyhow::Result<imagestream_operator::notify::NotifyConfig> {
+    let read = |p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+        match p {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display())),
+        }
+    };
+    let mut aliases = std::collections::HashMap::new();
+    for pair in &args.notification_registry_alias {
+        let (from, to) = pair.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "--notification-registry-alias {pair:?}: expected NOTIFIED_HOST=HOST_IN_STREAMS"
+            )
+        })?;
+        aliases.insert(from.to_string(), to.to_string());
+    }
+    Ok(imagestream_operator::notify::NotifyConfig {
+        token: read(&args.notification_token_file)?,
+        hmac_secret: read(&args.notification_hmac_secret_file)?,
+        registry_aliases: aliases,
+    })
+}
+
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -158,6 +194,7 @@ fn init_logging(format: &str) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    let notify_config = notify_config(&args)?;
     let (default_os, default_arch) = args
         .default_platform
         .split_once('/')
@@ -267,7 +304,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 (cert, Some(args.admission_webhook_configuration.clone()))
             }
         };
-        imagestream_operator::admission::run(admission_client, addr, cert, inject).await
+        imagestream_operator::admission::run(
+            admission_client,
+            addr,
+            cert,
+            inject,
+            Some(notify_config),
+        )
+        .await
     };
     tokio::select! {
         r = controllers => r,

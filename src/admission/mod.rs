@@ -5,14 +5,16 @@ pub mod lookup;
 pub mod server;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube::Client;
+use kube::runtime::{reflector, watcher, WatchStreamExt as _};
+use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::ImageStream;
+use crate::notify::TargetIndex;
 use server::{Admission, Certificate};
 
 /// Name of the MutatingWebhookConfiguration the chart installs.
@@ -25,21 +27,51 @@ pub async fn run(
     addr: SocketAddr,
     cert: Certificate,
     inject: Option<String>,
+    notify: Option<crate::notify::NotifyConfig>,
 ) -> anyhow::Result<()> {
     if let (Certificate::Generated { cert_pem, .. }, Some(name)) = (&cert, &inject) {
-        inject_ca_bundle(&client, name, cert_pem).await?;
+        let (client, name, ca) = (client.clone(), name.clone(), cert_pem.clone());
+        // Kept injected: `helm upgrade` rewrites the configuration without the caBundle.
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = inject_ca_bundle(&client, &name, &ca).await {
+                    tracing::warn!(error = %e, "webhook CA injection failed; retrying");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            }
+        });
     }
     let (store, writer) = reflector::store();
+    let index: Arc<Mutex<TargetIndex>> = Arc::default();
+    let indexed = index.clone();
     let cache = reflector(
         writer,
-        watcher(Api::<ImageStream>::all(client), watcher::Config::default()),
+        watcher(
+            Api::<ImageStream>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
+    .for_each(move |event| {
+        let mut index = indexed.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => index.update(&s),
+            Ok(watcher::Event::Delete(s)) => {
+                index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
+            }
+            _ => {}
+        }
+        futures::future::ready(())
+    });
+    let mut app = server::router(Admission { streams: store });
+    if let Some(config) = notify {
+        let requester = Arc::new(crate::notify::ApiRequester { client });
+        let receiver = crate::notify::Receiver::new(config, index, requester);
+        app = app.merge(crate::notify::router(receiver));
+    }
     tokio::select! {
         () = cache => Ok(()),
-        r = server::serve(addr, cert, Admission { streams: store }) => r,
+        r = server::serve_router(addr, cert, app) => r,
     }
 }
 

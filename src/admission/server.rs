@@ -243,6 +243,11 @@ pub async fn serve(
     cert: Certificate,
     admission: Admission,
 ) -> anyhow::Result<()> {
+    serve_router(addr, cert, router(admission)).await
+}
+
+/// Serves any router (admission plus the notification receiver) over the webhook's TLS.
+pub async fn serve_router(addr: SocketAddr, cert: Certificate, app: Router) -> anyhow::Result<()> {
     let config = tls_config(&cert).await?;
     if let Certificate::Files { cert, key } = &cert {
         tokio::spawn(reload_on_change(
@@ -253,7 +258,7 @@ pub async fn serve(
         ));
     }
     axum_server::bind_rustls(addr, config)
-        .serve(router(admission).into_make_service())
+        .serve(app.into_make_service())
         .await
         .map_err(|e| anyhow::anyhow!("admission server on {addr}: {e}"))
 }

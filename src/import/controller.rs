@@ -416,15 +416,30 @@ async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(
 
 async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
     let reference = stream.object_ref(&());
+    let notified = crate::notify::Notified::of(stream);
     for change in changes {
         let event = match change {
-            TagChange::Imported { tag, reference } => Event {
-                type_: EventType::Normal,
-                reason: "Imported".into(),
-                note: Some(format!("tag {tag} now points at {reference}")),
-                action: "Import".into(),
-                secondary: None,
-            },
+            TagChange::Imported { tag, reference } => {
+                // Name the push notification that asked for this import, and time it.
+                let by = notified.as_ref().filter(|n| n.tags.contains(tag)).map(|n| {
+                    let waited = jiff::Timestamp::now().as_millisecond() - n.at_ms;
+                    crate::ops::metrics::global()
+                        .notify
+                        .push_to_import
+                        .observe(waited.max(0) as f64 / 1000.0);
+                    format!(" (requested by a {} push notification)", n.source)
+                });
+                Event {
+                    type_: EventType::Normal,
+                    reason: "Imported".into(),
+                    note: Some(format!(
+                        "tag {tag} now points at {reference}{}",
+                        by.unwrap_or_default()
+                    )),
+                    action: "Import".into(),
+                    secondary: None,
+                }
+            }
             TagChange::Failed {
                 tag,
                 reason,

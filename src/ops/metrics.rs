@@ -32,6 +32,7 @@ pub struct OperatorMetrics {
     pub registry: Arc<RegistryMetrics>,
     pub triggers: Arc<TriggerMetrics>,
     pub admission: crate::admission::server::AdmissionMetrics,
+    pub notify: crate::notify::NotifyMetrics,
 }
 
 impl OperatorMetrics {
@@ -46,6 +47,7 @@ impl OperatorMetrics {
             registry: Arc::default(),
             triggers: Arc::default(),
             admission: Default::default(),
+            notify: Default::default(),
         }
     }
 
@@ -106,6 +108,7 @@ impl OperatorMetrics {
         self.registry.register(&mut registry);
         self.triggers.register(&mut registry);
         self.admission.register(&mut registry);
+        self.notify.register(&mut registry);
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
             out.clear();

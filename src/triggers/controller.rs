@@ -229,6 +229,17 @@ impl TriggerContext {
         Ok(allowed)
     }
 
+    /// Seconds since the push notification that moved this tag arrived (recent ones only).
+    fn notified_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
+        let ns = t.namespace.as_deref().unwrap_or(namespace);
+        let stream = self.streams.get(&ObjectRef::new(&t.stream).within(ns))?;
+        let n = crate::notify::Notified::of(&stream).filter(|n| n.tags.contains(&t.tag))?;
+        let elapsed = jiff::Timestamp::now().as_millisecond() - n.at_ms;
+        (0..600_000)
+            .contains(&elapsed)
+            .then(|| elapsed as f64 / 1000.0)
+    }
+
     /// Seconds since the tag's current image was recorded.
     fn tag_changed_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
         let ns = t.namespace.as_deref().unwrap_or(namespace);
@@ -363,6 +374,15 @@ async fn patch(
         {
             crate::ops::metrics::global()
                 .tag_to_patch_latency
+                .observe(since);
+        }
+        if let Some(since) = triggers
+            .get(u.trigger)
+            .and_then(|t| ctx.notified_at(&key.namespace, t))
+        {
+            crate::ops::metrics::global()
+                .notify
+                .push_to_rollout
                 .observe(since);
         }
         let from = triggers

@@ -554,6 +554,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
         bind,
         cert.clone(),
         None,
+        None,
     ));
     let hooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
         Api::all(client.clone());

@@ -1,0 +1,472 @@
+//! Push, don't poll: registry notifications request an immediate import of exactly the spec tags
+//! whose `from` names the pushed reference. `payload.rs` parses each source's JSON; this file
+//! authenticates, maps through an in-memory index, and writes the re-import request.
+
+pub mod payload;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use futures::future::BoxFuture;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ImageStream, SourceKind};
+use crate::registry::ImageRef;
+use payload::{Push, Source};
+
+/// Stream annotation recording the notification that requested the pending import, so the
+/// controllers can name the source in their Event and measure push→import→rollout latency.
+pub const NOTIFIED: &str = "imagestream-operator.io/notified";
+/// Largest accepted notification body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Notified {
+    pub source: String,
+    /// Milliseconds since the Unix epoch when the notification arrived.
+    pub at_ms: i64,
+    pub tags: Vec<String>,
+}
+
+impl Notified {
+    pub fn of(stream: &ImageStream) -> Option<Notified> {
+        serde_json::from_str(stream.annotation(NOTIFIED)?).ok()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabels {
+    pub source: String,
+    /// accepted, unauthorized, bad_request, unsupported_media_type, unknown_repository, error
+    pub outcome: String,
+}
+
+pub struct NotifyMetrics {
+    pub notifications: Family<NotifyLabels, Counter>,
+    /// From a notification's arrival to the import it requested being recorded.
+    pub push_to_import: Histogram,
+    /// From a notification's arrival to the triggered workload patch.
+    pub push_to_rollout: Histogram,
+}
+
+impl Default for NotifyMetrics {
+    fn default() -> Self {
+        Self {
+            notifications: Family::default(),
+            push_to_import: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+            push_to_rollout: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+        }
+    }
+}
+
+impl NotifyMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        use prometheus_client::registry::Unit;
+        registry.register(
+            "notifications",
+            "Registry push notifications by source and outcome",
+            self.notifications.clone(),
+        );
+        registry.register_with_unit(
+            "push_to_import",
+            "From a push notification to the tag imported",
+            Unit::Seconds,
+            self.push_to_import.clone(),
+        );
+        registry.register_with_unit(
+            "push_to_rollout",
+            "From a push notification to the workload patched",
+            Unit::Seconds,
+            self.push_to_rollout.clone(),
+        );
+    }
+}
+
+/// Shared secrets; a source without its secret configured refuses every request.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyConfig {
+    /// Bearer token (header `Authorization: Bearer …`, Harbor's auth header, or `?token=` for
+    /// Quay and Docker Hub, which cannot send headers).
+    pub token: Option<String>,
+    /// GitHub webhook secret (`X-Hub-Signature-256`).
+    pub hmac_secret: Option<String>,
+    /// Registry host as it appears in notifications → host as written in image streams
+    /// (e.g. a registry's internal address → its public name).
+    pub registry_aliases: HashMap<String, String>,
+}
+
+/// One spec tag to re-import.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    pub namespace: String,
+    pub stream: String,
+    pub tag: String,
+}
+
+/// Writes the re-import request (the API server in production).
+pub trait Requester: Send + Sync {
+    fn request(
+        &self,
+        namespace: String,
+        stream: String,
+        tags: Vec<String>,
+        notified: Notified,
+    ) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// `registry/repository:tag` as the index keys it.
+pub fn key(r: &ImageRef) -> String {
+    format!(
+        "{}/{}:{}",
+        r.registry(),
+        r.repository(),
+        r.tag().unwrap_or("latest")
+    )
+}
+
+/// `registry/repository:tag` → the spec tags importing it (DockerImage, not `reference`, not
+/// pinned by digest), kept up to date from the stream watch; a notification costs one lookup.
+#[derive(Default)]
+pub struct TargetIndex {
+    by_key: HashMap<String, BTreeSet<Target>>,
+    by_stream: HashMap<(String, String), Vec<String>>,
+}
+
+impl TargetIndex {
+    pub fn update(&mut self, s: &ImageStream) {
+        let id = (s.namespace().unwrap_or_default(), s.name_any());
+        self.remove(&id.0, &id.1);
+        let mut keys = Vec::new();
+        for t in s.spec_tags().iter().filter(|t| t.importable()) {
+            let Some(from) = t
+                .from
+                .as_ref()
+                .filter(|f| f.kind == SourceKind::DockerImage)
+            else {
+                continue;
+            };
+            let Ok(r) = ImageRef::parse(&from.name) else {
+                continue;
+            };
+            if r.is_digest_pinned() {
+                continue;
+            }
+            let k = key(&r);
+            self.by_key.entry(k.clone()).or_default().insert(Target {
+                namespace: id.0.clone(),
+                stream: id.1.clone(),
+                tag: t.name.clone(),
+            });
+            keys.push(k);
+        }
+        self.by_stream.insert(id, keys);
+    }
+
+    pub fn remove(&mut self, namespace: &str, name: &str) {
+        let id = (namespace.to_string(), name.to_string());
+        for k in self.by_stream.remove(&id).unwrap_or_default() {
+            if let Some(set) = self.by_key.get_mut(&k) {
+                set.retain(|t| !(t.namespace == id.0 && t.stream == id.1));
+                if set.is_empty() {
+                    self.by_key.remove(&k);
+                }
+            }
+        }
+    }
+
+    pub fn targets(&self, wanted: &BTreeSet<String>) -> Vec<Target> {
+        let mut out: Vec<Target> = wanted
+            .iter()
+            .filter_map(|k| self.by_key.get(k))
+            .flatten()
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub config: Arc<NotifyConfig>,
+    pub index: Arc<Mutex<TargetIndex>>,
+    pub requester: Arc<dyn Requester>,
+    /// Requests written and not yet answered, so a burst of notifications for one reference
+    /// makes one request.
+    pending: Arc<Mutex<HashMap<Target, i64>>>,
+}
+
+impl Receiver {
+    pub fn new(
+        config: NotifyConfig,
+        index: Arc<Mutex<TargetIndex>>,
+        requester: Arc<dyn Requester>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            index,
+            requester,
+            pending: Arc::default(),
+        }
+    }
+}
+
+fn outcome(source: &str, outcome: &str) {
+    crate::ops::metrics::global()
+        .notify
+        .notifications
+        .get_or_create(&NotifyLabels {
+            source: source.into(),
+            outcome: outcome.into(),
+        })
+        .inc();
+}
+
+fn same_secret(given: &str, expected: &str) -> bool {
+    // Compare digests so the time taken does not depend on where the strings differ.
+    use sha2::{Digest, Sha256};
+    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+fn authenticated(
+    config: &NotifyConfig,
+    source: Source,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> bool {
+    if source == Source::Ghcr {
+        let Some(secret) = &config.hmac_secret else {
+            return false;
+        };
+        let Some(sig) = headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("sha256="))
+        else {
+            return false;
+        };
+        let Some(sig) = hex_decode(sig) else {
+            return false;
+        };
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+        return ring::hmac::verify(&key, body, &sig).is_ok();
+    }
+    let Some(token) = &config.token else {
+        return false;
+    };
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    let given = header.or(query.get("token").map(String::as_str));
+    given.is_some_and(|g| same_secret(g, token))
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Handles one notification; returns the status and a short JSON body.
+pub async fn receive(
+    receiver: &Receiver,
+    source: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> (StatusCode, String) {
+    let received = jiff::Timestamp::now().as_millisecond();
+    let Some(src) = Source::parse(source) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                r#"{{"error":"unknown source {source:?}; use distribution, harbor, quay, dockerhub or ghcr"}}"#
+            ),
+        );
+    };
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !src.accepts(content_type) {
+        outcome(src.name(), "unsupported_media_type");
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                r#"{{"error":"content type {content_type:?} is not a {} notification"}}"#,
+                src.name()
+            ),
+        );
+    }
+    if !authenticated(&receiver.config, src, headers, query, body) {
+        outcome(src.name(), "unauthorized");
+        return (
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"missing or wrong notification token or signature"}"#.into(),
+        );
+    }
+    let pushes = match payload::parse(src, body) {
+        Ok(p) => p,
+        Err(e) => {
+            outcome(src.name(), "bad_request");
+            return (StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e));
+        }
+    };
+    let wanted = wanted_keys(&receiver.config, &pushes);
+    let found = receiver
+        .index
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .targets(&wanted);
+    if found.is_empty() {
+        outcome(src.name(), "unknown_repository");
+        return (StatusCode::ACCEPTED, r#"{"requested":0}"#.into());
+    }
+    let mut by_stream: std::collections::BTreeMap<(String, String), Vec<String>> =
+        Default::default();
+    {
+        let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // A request younger than this is still being answered; another push coalesces into it.
+        pending.retain(|_, at| received - *at < 2_000);
+        for t in found {
+            if pending.contains_key(&t) {
+                continue;
+            }
+            pending.insert(t.clone(), received);
+            by_stream
+                .entry((t.namespace, t.stream))
+                .or_default()
+                .push(t.tag);
+        }
+    }
+    let mut requested = 0;
+    for ((ns, stream), tags) in by_stream {
+        let notified = Notified {
+            source: src.name().into(),
+            at_ms: received,
+            tags: tags.clone(),
+        };
+        match receiver
+            .requester
+            .request(ns.clone(), stream.clone(), tags.clone(), notified)
+            .await
+        {
+            Ok(()) => requested += tags.len(),
+            Err(e) => {
+                tracing::warn!(namespace = %ns, %stream, error = %e, "could not request the import for a push notification");
+                outcome(src.name(), "error");
+            }
+        }
+    }
+    outcome(src.name(), "accepted");
+    (
+        StatusCode::ACCEPTED,
+        format!(r#"{{"requested":{requested}}}"#),
+    )
+}
+
+fn wanted_keys(config: &NotifyConfig, pushes: &[Push]) -> BTreeSet<String> {
+    pushes
+        .iter()
+        .filter_map(|p| {
+            let registry = p.registry.as_deref().unwrap_or("docker.io");
+            let registry = config
+                .registry_aliases
+                .get(registry)
+                .map(String::as_str)
+                .unwrap_or(registry);
+            ImageRef::parse(&format!("{registry}/{}:{}", p.repository, p.tag)).ok()
+        })
+        .map(|r| key(&r))
+        .collect()
+}
+
+pub fn router(receiver: Receiver) -> Router {
+    Router::new()
+        .route(
+            "/notify/{source}",
+            post(
+                |State(r): State<Receiver>,
+                 Path(source): Path<String>,
+                 Query(query): Query<HashMap<String, String>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let (status, body) = receive(&r, &source, &headers, &query, &body).await;
+                    (
+                        status,
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                },
+            ),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(receiver)
+}
+
+/// The production requester: the re-import request `import-image` also writes (spec tag
+/// generation = the stream's next generation) plus the notification annotation, in one update
+/// with the resourceVersion as precondition.
+pub struct ApiRequester {
+    pub client: Client,
+}
+
+impl Requester for ApiRequester {
+    fn request(
+        &self,
+        namespace: String,
+        stream: String,
+        tags: Vec<String>,
+        notified: Notified,
+    ) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let api: Api<ImageStream> = Api::namespaced(self.client.clone(), &namespace);
+            for _ in 0..3 {
+                let mut s = api.get(&stream).await.map_err(|e| e.to_string())?;
+                let next = s.metadata.generation.unwrap_or(0) + 1;
+                for t in s
+                    .spec
+                    .tags
+                    .iter_mut()
+                    .flatten()
+                    .filter(|t| tags.contains(&t.name))
+                {
+                    t.generation = Some(next);
+                }
+                let note = serde_json::to_string(&notified).map_err(|e| e.to_string())?;
+                s.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(NOTIFIED.into(), note);
+                let params = PostParams {
+                    field_manager: Some("imagestream-operator-notify".into()),
+                    ..Default::default()
+                };
+                match api.replace(&stream, &params, &s).await {
+                    Ok(_) => return Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            Err(format!("{namespace}/{stream} kept changing"))
+        })
+    }
+}
