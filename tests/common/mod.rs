@@ -70,9 +70,29 @@ impl Registry {
         Self::start_with(None, Some(token)).await
     }
 
+    /// A registry that sends its push notifications to `url` (with `Authorization: Bearer
+    /// token` when given), as `notifications.endpoints` configures it.
+    pub async fn start_notifying(url: &str, token: Option<&str>) -> Option<Self> {
+        let headers = token
+            .map(|t| format!("      headers:\n        Authorization: [\"Bearer {t}\"]\n"))
+            .unwrap_or_default();
+        let section = format!(
+            "notifications:\n  endpoints:\n    - name: operator\n      url: {url}\n{headers}      timeout: 2s\n      threshold: 1\n      backoff: 200ms\n"
+        );
+        Self::start_full(None, None, &section).await
+    }
+
     async fn start_with(
         htpasswd: Option<(&str, &str)>,
         token: Option<&TokenServer>,
+    ) -> Option<Self> {
+        Self::start_full(htpasswd, token, "").await
+    }
+
+    async fn start_full(
+        htpasswd: Option<(&str, &str)>,
+        token: Option<&TokenServer>,
+        extra: &str,
     ) -> Option<Self> {
         let bin = registry_binary()?;
         let dir = tempfile::tempdir().unwrap();
@@ -104,7 +124,7 @@ impl Registry {
             auth = RegistryAuth::Basic(user.into(), password.into());
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_section}",
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_section}{extra}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
