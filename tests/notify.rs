@@ -17,9 +17,12 @@ use serde_json::json;
 const TOKEN: &str = "s3cr3t-token";
 const HMAC: &str = "gh-secret";
 
+/// (namespace, stream, tags, source) of one requested import.
+type Requested = (String, String, Vec<String>, String);
+
 #[derive(Default)]
 struct Recorder {
-    requests: Mutex<Vec<(String, String, Vec<String>, String)>>,
+    requests: Mutex<Vec<Requested>>,
 }
 
 impl Requester for Recorder {
@@ -120,7 +123,7 @@ async fn post(
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-fn requested(r: &Recorder) -> Vec<(String, String, Vec<String>, String)> {
+fn requested(r: &Recorder) -> Vec<Requested> {
     std::mem::take(&mut *r.requests.lock().unwrap())
 }
 
@@ -237,7 +240,9 @@ async fn github_notifications_need_a_valid_signature() {
 async fn bad_tokens_content_types_bodies_and_sizes_change_nothing() {
     common::install_crypto();
     let (addr, rec) = serve(world()).await;
-    let cases: Vec<(String, &str, Vec<(&str, String)>, Vec<u8>, u16)> = vec![
+    // (path, content type, headers, body, expected status)
+    type Case<'a> = (String, &'a str, Vec<(&'a str, String)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         (
             "/notify/quay".into(),
             "application/json",
