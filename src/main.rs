@@ -160,6 +160,8 @@ fn notify_config(args: &RunArgs) -> anyhow::Result<imagestream_operator::notify:
     let read = |p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
         match p {
             None => Ok(None),
+            // A Secret mounted without the optional key: that source stays refused.
+            Some(path) if !path.exists() => Ok(None),
             Some(path) => std::fs::read_to_string(path)
                 .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display())),

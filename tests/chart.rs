@@ -498,6 +498,7 @@ fn chart_renders_valid_objects_with_every_option_set() {
             "logFormat": "text",
         },
         "metrics": {"serviceMonitor": {"enabled": true}},
+        "notifications": {"secretName": "registry-hooks", "registryAliases": ["10.0.0.5:5000=registry.example.com"]},
         "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}]},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
@@ -547,13 +548,21 @@ fn chart_renders_valid_objects_with_every_option_set() {
         );
     }
     assert_eq!(
-        d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
+        d["spec"]["template"]["spec"]["volumes"][1]["configMap"]["name"],
         "corp-ca"
     );
     assert_eq!(
-        d["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"],
+        d["spec"]["template"]["spec"]["volumes"][2]["secret"]["secretName"],
         "webhook-cert-tls"
     );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["volumes"][3]["secret"]["secretName"],
+        "registry-hooks"
+    );
+    assert!(env.contains(&(
+        "NOTIFICATION_REGISTRY_ALIASES".to_string(),
+        "10.0.0.5:5000=registry.example.com".to_string()
+    )));
     assert!(env.contains(&(
         "ADMISSION_CERT_FILE".to_string(),
         "/etc/imagestream-operator/webhook/tls.crt".to_string()
