@@ -341,6 +341,27 @@ async fn bursts_for_one_reference_coalesce() {
     assert_eq!(requested(&rec).len(), 1);
 }
 
+#[tokio::test]
+async fn a_new_digest_is_a_new_request_even_within_the_burst_window() {
+    common::install_crypto();
+    let (addr, rec) = serve(world()).await;
+    for digest in ["sha256:1", "sha256:1", "sha256:2"] {
+        let body = INTERNAL.replace(
+            "manifests/sha256:1\"",
+            &format!("manifests/{digest}\",\"digest\":\"{digest}\""),
+        );
+        post(
+            &addr,
+            "/notify/distribution",
+            "application/json",
+            &bearer(),
+            body.into(),
+        )
+        .await;
+    }
+    assert_eq!(requested(&rec).len(), 2, "one request per pushed digest");
+}
+
 /// A real docker-registry notifies the receiver of a push; without the token nothing happens.
 #[tokio::test]
 async fn a_real_registry_push_requests_the_import() {

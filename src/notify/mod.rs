@@ -198,14 +198,17 @@ impl TargetIndex {
     }
 }
 
+/// A requested target and the digest of the push that asked for it.
+type PendingKey = (Target, Option<String>);
+
 #[derive(Clone)]
 pub struct Receiver {
     pub config: Arc<NotifyConfig>,
     pub index: Arc<Mutex<TargetIndex>>,
     pub requester: Arc<dyn Requester>,
-    /// Requests written and not yet answered, so a burst of notifications for one reference
-    /// makes one request.
-    pending: Arc<Mutex<HashMap<Target, i64>>>,
+    /// Recent requests by target and pushed digest, so a burst of notifications for one push
+    /// (retries, several events per push) makes one request while a new digest makes another.
+    pending: Arc<Mutex<HashMap<PendingKey, i64>>>,
 }
 
 impl Receiver {
@@ -330,12 +333,20 @@ pub async fn receive(
             return (StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e));
         }
     };
-    let wanted = wanted_keys(&receiver.config, &pushes);
-    let found = receiver
-        .index
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .targets(&wanted);
+    let found: Vec<(Target, Option<String>)> = {
+        let index = receiver.index.lock().unwrap_or_else(|p| p.into_inner());
+        pushes
+            .iter()
+            .flat_map(|p| {
+                let wanted = wanted_keys(&receiver.config, std::slice::from_ref(p));
+                let digest = p.digest.clone();
+                index
+                    .targets(&wanted)
+                    .into_iter()
+                    .map(move |t| (t, digest.clone()))
+            })
+            .collect()
+    };
     if found.is_empty() {
         outcome(src.name(), "unknown_repository");
         return (StatusCode::ACCEPTED, r#"{"requested":0}"#.into());
@@ -346,15 +357,16 @@ pub async fn receive(
         let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
         // A request younger than this is still being answered; another push coalesces into it.
         pending.retain(|_, at| received - *at < 2_000);
-        for t in found {
-            if pending.contains_key(&t) {
+        for (t, digest) in found {
+            let id = (t.clone(), digest);
+            if pending.contains_key(&id) {
                 continue;
             }
-            pending.insert(t.clone(), received);
-            by_stream
-                .entry((t.namespace, t.stream))
-                .or_default()
-                .push(t.tag);
+            pending.insert(id, received);
+            let tags = by_stream.entry((t.namespace, t.stream)).or_default();
+            if !tags.contains(&t.tag) {
+                tags.push(t.tag);
+            }
         }
     }
     let mut requested = 0;

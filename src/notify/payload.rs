@@ -68,6 +68,9 @@ pub struct Push {
     pub registry: Option<String>,
     pub repository: String,
     pub tag: String,
+    /// The pushed manifest's digest, when the payload names it: two pushes of the same digest
+    /// are one event, two different digests are two.
+    pub digest: Option<String>,
 }
 
 pub fn parse(source: Source, body: &[u8]) -> Result<Vec<Push>, String> {
@@ -112,6 +115,7 @@ fn distribution(v: &Value) -> Result<Vec<Push>, String> {
                 registry,
                 repository: repository.to_string(),
                 tag: tag.to_string(),
+                digest: s(e, "/target/digest").map(str::to_string),
             })
         })
         .collect())
@@ -138,6 +142,7 @@ fn harbor(v: &Value) -> Result<Vec<Push>, String> {
                 registry: Some(registry.to_string()),
                 repository: repository.to_string(),
                 tag: tag.to_string(),
+                digest: s(r, "/digest").map(str::to_string),
             })
         })
         .collect())
@@ -159,6 +164,7 @@ fn quay(v: &Value) -> Result<Vec<Push>, String> {
             registry: Some(registry.to_string()),
             repository: repository.to_string(),
             tag: t.to_string(),
+            digest: None,
         })
         .collect())
 }
@@ -170,6 +176,7 @@ fn dockerhub(v: &Value) -> Result<Vec<Push>, String> {
         registry: Some("docker.io".into()),
         repository: repository.to_string(),
         tag: tag.to_string(),
+        digest: None,
     }])
 }
 
@@ -192,6 +199,7 @@ fn ghcr(v: &Value) -> Result<Vec<Push>, String> {
         registry: Some("ghcr.io".into()),
         repository: format!("{}/{name}", owner.to_ascii_lowercase()),
         tag: tag.to_string(),
+        digest: s(v, "/package/package_version/container_metadata/tag/digest").map(str::to_string),
     }])
 }
 
@@ -215,17 +223,22 @@ mod tests {
             registry: Some(registry.into()),
             repository: repository.into(),
             tag: tag.into(),
+            digest: None,
         }
+    }
+
+    fn digest(p: Vec<Push>) -> Vec<Push> {
+        p.into_iter().map(|p| Push { digest: None, ..p }).collect()
     }
 
     #[test]
     fn every_source_sample_parses() {
         assert_eq!(
-            parse(Source::Distribution, DISTRIBUTION.as_bytes()).unwrap(),
+            digest(parse(Source::Distribution, DISTRIBUTION.as_bytes()).unwrap()),
             vec![push("192.168.100.227:5000", "hello-world", "latest")]
         );
         assert_eq!(
-            parse(Source::Harbor, HARBOR.as_bytes()).unwrap(),
+            digest(parse(Source::Harbor, HARBOR.as_bytes()).unwrap()),
             vec![push("hub.harbor.com", "test-webhook/debian", "latest")]
         );
         assert_eq!(
@@ -240,7 +253,7 @@ mod tests {
             vec![push("docker.io", "svendowideit/testhook", "latest")]
         );
         assert_eq!(
-            parse(Source::Ghcr, GHCR.as_bytes()).unwrap(),
+            digest(parse(Source::Ghcr, GHCR.as_bytes()).unwrap()),
             vec![push("ghcr.io", "octo-org/app", "v1.2.0")]
         );
     }
