@@ -642,3 +642,159 @@ async fn webhook_resolves_short_names_and_job_triggers() {
     let _ = hooks.delete(&config_name, &DeleteParams::default()).await;
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
+
+/// Push, don't poll: with the schedule at 1 h, a push to docker-registry (notifications pointed
+/// at the receiver) rolls the triggered Deployment within 2 s.
+#[tokio::test]
+async fn push_notification_rolls_the_deployment_within_two_seconds() {
+    if !enabled() {
+        return;
+    }
+    use futures::StreamExt;
+    use imagestream_operator::notify::{router, ApiRequester, NotifyConfig, Receiver, TargetIndex};
+    use kube::ResourceExt;
+    common::install_crypto();
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&imagestream_crd().unwrap()),
+    )
+    .await
+    .unwrap();
+    // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on the webhook's TLS).
+    let index = Arc::new(std::sync::Mutex::new(TargetIndex::default()));
+    let indexed = index.clone();
+    let watch = kube::runtime::watcher(Api::<ImageStream>::all(client.clone()), Default::default())
+        .for_each(move |e| {
+            if let Ok(
+                kube::runtime::watcher::Event::Apply(s)
+                | kube::runtime::watcher::Event::InitApply(s),
+            ) = e
+            {
+                indexed.lock().unwrap().update(&s);
+            }
+            futures::future::ready(())
+        });
+    let watch = tokio::spawn(watch);
+    let config = NotifyConfig {
+        token: Some("e2e-token".into()),
+        ..Default::default()
+    };
+    let app = router(Receiver::new(
+        config,
+        index,
+        Arc::new(ApiRequester {
+            client: client.clone(),
+        }),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/notify/distribution",
+        listener.local_addr().unwrap()
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let Some(reg) = common::Registry::start_notifying(&url, Some("e2e-token")).await else {
+        return;
+    };
+    let first = reg.push_image("e2e/pushed", "latest", "one", false).await;
+
+    let ns = format!("is-e2e-push-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    }))
+    .unwrap();
+    let imports = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver),
+        Scheduler::new(Duration::from_secs(3600), 0),
+        Settings::default(),
+    ));
+    let triggers = tokio::spawn(imagestream_operator::triggers::controller::run(
+        client.clone(),
+        None,
+    ));
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+    streams
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "example"},
+                "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/pushed", reg.addr)}, "importPolicy": {"scheduled": true}}]}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns);
+    let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"example:latest"},"fieldPath":"spec.template.spec.containers[?(@.name='web')].image"}]"#;
+    deployments
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web", "annotations": {TRIGGERS: trigger}},
+                "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "example:latest"}]}}}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let image = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers[0].image.clone())
+            .unwrap_or_default()
+    };
+    let wait = |want: String, limit: Duration| {
+        let deployments = deployments.clone();
+        async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < limit {
+                if deployments
+                    .get("web")
+                    .await
+                    .map(|d| image(&d) == want)
+                    .unwrap_or(false)
+                {
+                    return started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("deployment did not get {want} within {limit:?}");
+        }
+    };
+    wait(
+        format!("{}/e2e/pushed@{first}", reg.addr),
+        Duration::from_secs(60),
+    )
+    .await;
+    let second = reg.push_image("e2e/pushed", "latest", "two", false).await;
+    let took = wait(
+        format!("{}/e2e/pushed@{second}", reg.addr),
+        Duration::from_secs(2),
+    )
+    .await;
+    eprintln!("push → Deployment image changed in {took:?}");
+    let s = streams.get("example").await.unwrap();
+    assert!(s
+        .annotations()
+        .contains_key(imagestream_operator::notify::NOTIFIED));
+
+    for t in [imports, triggers] {
+        t.abort();
+    }
+    watch.abort();
+    server.abort();
+    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
