@@ -130,6 +130,10 @@ struct RunArgs {
     /// internal address) mapped to the host image streams use (comma-separated).
     #[arg(long, env = "NOTIFICATION_REGISTRY_ALIASES", value_delimiter = ',')]
     notification_registry_alias: Vec<String>,
+    /// Skip scheduled checks of streams whose registry sent a verified push notification within
+    /// the last four scheduled intervals (polling resumes when notifications stop).
+    #[arg(long, env = "STRETCH_SCHEDULE_WHEN_NOTIFIED")]
+    stretch_schedule_when_notified: bool,
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
@@ -229,6 +233,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         allow_cross_namespace: args.allow_cross_namespace_sources,
         concurrency: args.concurrency,
         max_bulk_import: args.max_images_bulk_imported_per_repository,
+        stretch_schedule_when_notified: args.stretch_schedule_when_notified,
         ..Default::default()
     };
     let scheduler = Scheduler::new(

@@ -498,7 +498,7 @@ fn chart_renders_valid_objects_with_every_option_set() {
             "logFormat": "text",
         },
         "metrics": {"serviceMonitor": {"enabled": true}},
-        "notifications": {"secretName": "registry-hooks", "registryAliases": ["10.0.0.5:5000=registry.example.com"]},
+        "notifications": {"secretName": "registry-hooks", "registryAliases": ["10.0.0.5:5000=registry.example.com"], "stretchSchedule": true},
         "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}]},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],

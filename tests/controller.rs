@@ -109,6 +109,10 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(Settings::default())
+}
+
+fn harness_with(settings: Settings) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let resolver = Arc::new(ScriptedResolver::default());
@@ -119,7 +123,7 @@ fn harness() -> Harness {
         store,
         vec![],
         Scheduler::new(Duration::from_secs(60), 60),
-        Settings::default(),
+        settings,
     );
     Harness {
         ctx: Arc::new(ctx),
@@ -285,6 +289,39 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
         resolver.asked.lock().unwrap().len(),
         1,
         "the registry was asked once"
+    );
+}
+
+#[tokio::test]
+async fn stretched_schedule_skips_the_check_after_a_recent_notification() {
+    let h = harness_with(Settings {
+        stretch_schedule_when_notified: true,
+        ..Settings::default()
+    });
+    h.ctx
+        .scheduler
+        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+    let s = stream(None, true, true);
+    let mut status = imported_status();
+    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+        &s,
+        &s.spec_tags()[0],
+    ));
+    let mut notified = stream(Some(status), true, true);
+    let note = json!({"source": "harbor", "at_ms": jiff::Timestamp::now().as_millisecond(), "tags": ["3.5"]});
+    notified
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            imagestream_operator::notify::NOTIFIED.into(),
+            note.to_string(),
+        );
+    let (requests, resolver) = run(h, notified, 0).await;
+    assert!(requests.is_empty());
+    assert!(
+        resolver.asked.lock().unwrap().is_empty(),
+        "no scheduled check while notifications arrive"
     );
 }
 

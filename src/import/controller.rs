@@ -52,6 +52,8 @@ pub struct Settings {
     pub max_bulk_import: usize,
     /// Told when the stream cache has synced (readiness).
     pub health: Option<Arc<crate::ops::Health>>,
+    /// Skip scheduled checks of streams that recently received a push notification.
+    pub stretch_schedule_when_notified: bool,
 }
 
 impl Default for Settings {
@@ -64,6 +66,7 @@ impl Default for Settings {
             concurrency: 8,
             max_bulk_import: 50,
             health: None,
+            stretch_schedule_when_notified: false,
         }
     }
 }
@@ -184,6 +187,7 @@ fn hints_for(
     let uid = stream.uid().unwrap_or_default();
     let mut throttled = None;
     let scheduled_due = has_scheduled_tags(stream)
+        && !stretched(ctx, stream)
         && ctx.scheduler.until_due(key, &uid, now).is_zero()
         && match ctx.scheduler.try_acquire() {
             Ok(()) => true,
@@ -215,6 +219,20 @@ fn hints_for(
         },
         throttled,
     )
+}
+
+/// `--stretch-schedule-when-notified`: a stream whose registry sent a verified push notification
+/// within the last four intervals skips its scheduled checks; if notifications stop (a broken
+/// webhook), polling resumes by itself four intervals after the last one.
+fn stretched(ctx: &Context, stream: &ImageStream) -> bool {
+    if !ctx.settings.stretch_schedule_when_notified {
+        return false;
+    }
+    let Some(n) = crate::notify::Notified::of(stream) else {
+        return false;
+    };
+    let window = ctx.scheduler.interval().saturating_mul(4).as_millis() as i64;
+    jiff::Timestamp::now().as_millisecond() - n.at_ms < window
 }
 
 /// Ask the registry for every planned tag concurrently; the resolver enforces per-registry limits.
