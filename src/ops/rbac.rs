@@ -5,6 +5,8 @@
 pub const PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     ("image.openshift.io", "imagestreams", "list", "import controller, trigger controller and dependents watch streams (and the CRD check lists one)"),
     ("image.openshift.io", "imagestreams", "watch", "same watches"),
+    ("image.openshift.io", "imagestreams", "get", "the notification receiver reads a stream before writing its re-import request"),
+    ("image.openshift.io", "imagestreams", "update", "the notification receiver writes the re-import request with the resourceVersion as precondition"),
     ("image.openshift.io", "imagestreams", "patch", "import controller sets the dockerRepositoryCheck annotation"),
     ("image.openshift.io", "imagestreams/status", "patch", "import controller writes status by server-side apply"),
     ("", "secrets", "list", "pull secrets of each stream's namespace (type-filtered reflectors); read only: credentials are needed to import private images"),
