@@ -7,6 +7,7 @@ use crate::api::{
     ImageStream, ReferencePolicyType, SourceKind, TagImportPolicy, TagReference,
     TagReferencePolicy, TagSource,
 };
+use crate::import::spec::source_of;
 use crate::triggers::annotation::{canonical_field_path, parse, ContainerRef, Select};
 use crate::triggers::workload::Kind;
 
@@ -346,17 +347,11 @@ pub fn request_import(
 /// Follows same-stream aliases to the tag that actually imports (`oc import-image` does this).
 pub fn import_target(stream: &ImageStream, tag: &str) -> String {
     let mut current = tag.to_string();
+    // Bounded: an alias cycle is reported by the controller, not followed forever here.
     for _ in 0..16 {
-        let next = stream.spec_tag(&current).and_then(|t| {
-            let f = t.from.as_ref()?;
-            (f.kind == SourceKind::ImageStreamTag
-                && f.namespace.as_deref().is_none_or(str::is_empty))
-            .then(|| f.name.split_once(':').map(|(_, t)| t.to_string()))
-            .flatten()
-        });
-        match next {
-            Some(n) => current = n,
-            None => break,
+        match stream.spec_tag(&current).and_then(|t| source_of(stream, t)) {
+            Some(crate::import::spec::Source::Alias(next)) => current = next,
+            _ => break,
         }
     }
     current
@@ -467,6 +462,26 @@ mod tests {
             Ok((None, "python".into(), "latest".into()))
         );
         assert!(parse_dest("python").is_err());
+    }
+
+    #[test]
+    fn import_follows_same_stream_aliases_only() {
+        let s: ImageStream = serde_json::from_value(serde_json::json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": "python", "namespace": "demo"},
+            "spec": {"tags": [
+                {"name": "latest", "from": {"kind": "ImageStreamTag", "name": "python:3.6"}},
+                {"name": "3.6", "from": {"kind": "ImageStreamTag", "name": "3.6.1"}},
+                {"name": "3.6.1", "from": {"kind": "DockerImage", "name": "python:3.6.1"}},
+                {"name": "other", "from": {"kind": "ImageStreamTag", "name": "ruby:latest"}}]}
+        }))
+        .unwrap();
+        assert_eq!(import_target(&s, "latest"), "3.6.1");
+        assert_eq!(
+            import_target(&s, "other"),
+            "other",
+            "another stream's tag is not followed"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use jiff::Timestamp;
 
 use crate::api::{ImageDetails, ImageStream, SourceKind, TagReference, TagSource};
+use crate::import::spec::{source_of, Source};
 use crate::registry::tags::prioritize;
 
 /// docker/go-units `HumanDuration`, which `oc` uses for "… ago".
@@ -130,23 +131,10 @@ fn source_line(stream: &ImageStream, tag: Option<&TagReference>) -> String {
 /// Same-stream aliases: target tag → the tags tracking it.
 fn aliases(stream: &ImageStream) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for t in stream.spec_tags() {
-        let Some(from) = &t.from else { continue };
-        let same_ns = from
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| ns.is_empty() || Some(ns) == stream.metadata.namespace.as_deref());
-        if from.kind != SourceKind::ImageStreamTag || !same_ns || t.is_reference() {
-            continue;
+    for t in stream.spec_tags().iter().filter(|t| !t.is_reference()) {
+        if let Some(Source::Alias(target)) = source_of(stream, t) {
+            out.entry(target).or_default().push(t.name.clone());
         }
-        let target = match from.name.split_once(':') {
-            Some((s, tag)) if Some(s) == stream.metadata.name.as_deref() => tag,
-            None => from.name.as_str(),
-            _ => continue,
-        };
-        out.entry(target.to_string())
-            .or_default()
-            .push(t.name.clone());
     }
     out
 }

@@ -270,6 +270,20 @@ pub async fn execute(
     }
 }
 
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(CLI_FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(CLI_FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 /// Read-modify-write with the resourceVersion as precondition, retried on conflict.
 async fn update<T>(
     api: &Api<ImageStream>,
@@ -282,17 +296,7 @@ async fn update<T>(
             .await?
             .ok_or_else(|| CliError::Usage(format!("image stream {name} not found")))?;
         let result = change(&mut s)?;
-        match api
-            .replace(
-                name,
-                &PostParams {
-                    field_manager: Some(CLI_FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &s,
-            )
-            .await
-        {
+        match api.replace(name, &post_params(), &s).await {
             Ok(written) => return Ok((written, result)),
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
             Err(e) => return Err(e.into()),
@@ -331,10 +335,7 @@ async fn tag(
                 .collect::<Vec<_>>();
             api.patch_status(
                 &stream,
-                &PatchParams {
-                    field_manager: Some(CLI_FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
+                &patch_params(),
                 &Patch::Merge(json!({"status": {"tags": remaining}})),
             )
             .await?;
@@ -382,14 +383,7 @@ async fn tag(
             let mut s = ImageStream::new(&stream, ImageStreamSpec::default());
             s.metadata.namespace = Some(ns.clone());
             edit::set_tag(&mut s, &tag, from.clone(), &opts);
-            api.create(
-                &PostParams {
-                    field_manager: Some(CLI_FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &s,
-            )
-            .await?;
+            api.create(&post_params(), &s).await?;
         } else {
             update(&api, &stream, |s| {
                 edit::set_tag(s, &tag, from.clone(), &opts);
@@ -439,7 +433,7 @@ async fn import_image(
             } else {
                 edit::set_tag(&mut s, &tag_name, docker(from), &opts);
             }
-            streams.create(&PostParams { field_manager: Some(CLI_FIELD_MANAGER.into()), ..Default::default() }, &s).await?
+            streams.create(&post_params(), &s).await?
         }
         (Some(_), from) => {
             update(streams, &name, |s| {
@@ -718,15 +712,8 @@ async fn image_lookup(
                     json!({"spec": {"template": {"metadata": {"annotations": {RESOLVE_NAMES: value}}}}})
                 }
             };
-            api.patch(
-                &name,
-                &PatchParams {
-                    field_manager: Some(CLI_FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &Patch::Merge(&body),
-            )
-            .await?;
+            api.patch(&name, &patch_params(), &Patch::Merge(&body))
+                .await?;
             out.push_str(&format!(
                 "{}/{name} {} image lookup\n",
                 kind.name().to_ascii_lowercase(),
@@ -796,15 +783,8 @@ async fn triggers(
         return Ok(());
     };
     let body = json!({"metadata": {"annotations": {TRIGGERS: new_value}}});
-    api.patch(
-        &name,
-        &PatchParams {
-            field_manager: Some(CLI_FIELD_MANAGER.into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&body),
-    )
-    .await?;
+    api.patch(&name, &patch_params(), &Patch::Merge(&body))
+        .await?;
     out.push_str(&format!(
         "{}/{name} triggers updated\n",
         kind.name().to_ascii_lowercase()

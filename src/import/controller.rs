@@ -244,27 +244,31 @@ async fn import(
 ) -> BTreeMap<String, Outcome> {
     let requests = plan.iter().filter_map(|(tag, cause)| {
         let spec = stream.spec_tag(tag)?;
-        Some(async move {
-            let started = Instant::now();
-            let result = match request_for(stream, spec, keyring) {
-                Ok(req) => ctx.resolver.resolve(req).await,
-                Err(e) => Err(e),
-            };
-            crate::ops::metrics::global().record_import(&result, started.elapsed().as_secs_f64());
-            log_outcome(stream, tag, *cause, &result);
-            (
-                tag.clone(),
-                Outcome {
-                    cause: *cause,
-                    result,
-                },
-            )
-        })
+        let request = request_for(stream, spec, keyring);
+        Some(resolve_tag(ctx, stream, tag.clone(), *cause, request))
     });
     futures::future::join_all(requests)
         .await
         .into_iter()
         .collect()
+}
+
+/// One tag's registry round trip, timed, counted and logged the same way for every cause.
+async fn resolve_tag(
+    ctx: &Context,
+    stream: &ImageStream,
+    tag: String,
+    cause: Cause,
+    request: Result<ImportRequest, RegistryError>,
+) -> (String, Outcome) {
+    let started = Instant::now();
+    let result = match request {
+        Ok(req) => ctx.resolver.resolve(req).await,
+        Err(e) => Err(e),
+    };
+    crate::ops::metrics::global().record_import(&result, started.elapsed().as_secs_f64());
+    log_outcome(stream, &tag, cause, &result);
+    (tag, Outcome { cause, result })
 }
 
 /// OpenShift's full import: when the stream names a whole repository and the repository check
@@ -316,29 +320,20 @@ async fn import_repository(
         .filter(|t| stream.spec_tag(t).is_none())
         .map(|tag| {
             let reference = format!("{from}:{tag}");
-            async move {
-                let result = match ImageRef::parse(&reference) {
-                    Ok(r) => {
-                        ctx.resolver
-                            .resolve(ImportRequest {
-                                reference: r,
-                                insecure,
-                                import_mode: Default::default(),
-                                prefer_arch: None,
-                                prefer_os: None,
-                                keyring: keyring.clone(),
-                            })
-                            .await
-                    }
-                    Err(e) => Err(RegistryError::Invalid {
-                        reference: reference.clone(),
-                        detail: e.cause,
-                    }),
-                };
-                log_outcome(stream, &tag, Cause::RepositoryCheck, &result);
-                let cause = Cause::RepositoryCheck;
-                (tag, Outcome { cause, result })
-            }
+            let request = ImageRef::parse(&reference)
+                .map(|r| ImportRequest {
+                    reference: r,
+                    insecure,
+                    import_mode: Default::default(),
+                    prefer_arch: None,
+                    prefer_os: None,
+                    keyring: keyring.clone(),
+                })
+                .map_err(|e| RegistryError::Invalid {
+                    reference: reference.clone(),
+                    detail: e.cause,
+                });
+            resolve_tag(ctx, stream, tag, Cause::RepositoryCheck, request)
         });
     outcomes.extend(futures::future::join_all(requests).await);
     Some(RepositoryOutcome {

@@ -25,6 +25,18 @@ pub struct Credential {
     pub source: String,
 }
 
+impl Credential {
+    /// Identifies the credential without revealing it: tokens, clients and shared flights are
+    /// keyed by it so they never cross tenants.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex(&sha2::Sha256::digest(format!(
+            "{}\0{}",
+            self.username, self.password
+        )))
+    }
+}
+
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Credential({} from {})", self.username, self.source)

@@ -10,11 +10,10 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use super::metrics::RegistryMetrics;
 use super::policy::RegistryPolicy;
-use super::transport::{hex, Endpoint, HttpError, Transport, TransportConfig};
+use super::transport::{Endpoint, HttpError, Transport, TransportConfig};
 use super::{ImageRef, ImageResolver, ImportRequest, ListRequest, RegistryError, ResolvedImage};
 use crate::api::{ImageDetails, ImageLayer, ImageManifestEntry, ImportMode};
 
@@ -150,7 +149,7 @@ impl RegistryResolver {
             credential: req
                 .keyring
                 .lookup(&req.reference)
-                .map(|c| hex(&Sha256::digest(format!("{}\0{}", c.username, c.password))))
+                .map(super::credentials::Credential::fingerprint)
                 .unwrap_or_default(),
         };
         let flight = {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
 
-use super::credentials::Credential;
+use super::credentials::{hex, Credential};
 use super::metrics::RegistryMetrics;
 use super::policy::RegistryPolicy;
 
@@ -399,7 +399,7 @@ impl Transport {
             credential: ep
                 .credential
                 .as_ref()
-                .map(|c| hex(&Sha256::digest(format!("{}\0{}", c.username, c.password))))
+                .map(Credential::fingerprint)
                 .unwrap_or_default(),
         }
     }
@@ -850,10 +850,6 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

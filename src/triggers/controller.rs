@@ -119,10 +119,7 @@ impl TriggerContext {
 
     pub fn forget(&self, key: &WorkloadKey) {
         self.lock_index().remove(key);
-        self.told
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(k, _), _| k != key);
+        self.all_clear(key);
     }
 
     async fn warn_once(
@@ -229,10 +226,15 @@ impl TriggerContext {
         Ok(allowed)
     }
 
+    /// The stream a trigger follows (its own namespace unless the trigger names another).
+    fn source(&self, namespace: &str, t: &Trigger) -> Option<Arc<ImageStream>> {
+        let ns = t.namespace.as_deref().unwrap_or(namespace);
+        self.streams.get(&ObjectRef::new(&t.stream).within(ns))
+    }
+
     /// Seconds since the push notification that moved this tag arrived (recent ones only).
     fn notified_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
-        let ns = t.namespace.as_deref().unwrap_or(namespace);
-        let stream = self.streams.get(&ObjectRef::new(&t.stream).within(ns))?;
+        let stream = self.source(namespace, t)?;
         let n = crate::notify::Notified::of(&stream).filter(|n| n.tags.contains(&t.tag))?;
         let elapsed = jiff::Timestamp::now().as_millisecond() - n.at_ms;
         (0..600_000)
@@ -242,18 +244,14 @@ impl TriggerContext {
 
     /// Seconds since the tag's current image was recorded.
     fn tag_changed_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
-        let ns = t.namespace.as_deref().unwrap_or(namespace);
-        let stream = self.streams.get(&ObjectRef::new(&t.stream).within(ns))?;
+        let stream = self.source(namespace, t)?;
         let created = stream.status_tag(&t.tag)?.items.first()?.created.0;
         let elapsed = jiff::Timestamp::now().as_millisecond() - created.as_millisecond();
         Some(elapsed.max(0) as f64 / 1000.0)
     }
 
     fn pull_spec(&self, namespace: &str, t: &Trigger) -> Option<String> {
-        let ns = t.namespace.as_deref().unwrap_or(namespace);
-        self.streams
-            .get(&ObjectRef::new(&t.stream).within(ns))?
-            .pull_spec(&t.tag)
+        self.source(namespace, t)?.pull_spec(&t.tag)
     }
 }
 

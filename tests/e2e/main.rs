@@ -32,6 +32,50 @@ fn enabled() -> bool {
     on && kubeconfig
 }
 
+/// A client for the cluster, the CRD applied and established, and a fresh namespace
+/// `<prefix>-<pid>` (deleted by the test at the end).
+async fn cluster(prefix: &str) -> (Client, String, Api<Namespace>) {
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = "imagestreams.image.openshift.io";
+    crds.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&imagestream_crd().unwrap()),
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(crds, name, established),
+    )
+    .await
+    .expect("the CRD becomes established")
+    .unwrap();
+    let ns = format!("{prefix}-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    (client, ns, namespaces)
+}
+
+/// A resolver that may use plain HTTP to the test registry.
+fn resolver_for(reg: &common::Registry) -> RegistryResolver {
+    RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![reg.addr.clone()],
+        ..Default::default()
+    }))
+    .unwrap()
+}
+
 async fn wait_for(
     api: &Api<ImageStream>,
     name: &str,
@@ -63,35 +107,9 @@ async fn seed_stream_is_imported_and_history_grows_on_push() {
     };
     let first = reg.push_image("e2e/ruby", "latest", "one", false).await;
 
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = imagestream_crd().unwrap();
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (client, ns_name, namespaces) = cluster("is-e2e").await;
 
-    let ns_name = format!("is-e2e-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns_name}})).unwrap(),
-        )
-        .await
-        .unwrap();
-
-    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![reg.addr.clone()],
-        ..Default::default()
-    }))
-    .unwrap();
+    let resolver = resolver_for(&reg);
     let scheduler = Scheduler::new(Duration::from_secs(2), 0);
     let ctrl = tokio::spawn(controller::run(
         client.clone(),
@@ -152,31 +170,8 @@ async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
         return;
     };
     let first = reg.push_image("e2e/example", "latest", "one", false).await;
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&imagestream_crd().unwrap()),
-    )
-    .await
-    .unwrap();
-    let ns_name = format!("is-e2e-trig-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns_name}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![reg.addr.clone()],
-        ..Default::default()
-    }))
-    .unwrap();
+    let (client, ns_name, namespaces) = cluster("is-e2e-trig").await;
+    let resolver = resolver_for(&reg);
     let imports = tokio::spawn(controller::run(
         client.clone(),
         Arc::new(resolver),
@@ -318,31 +313,8 @@ async fn seed_walkthrough_with_the_plugin() {
     let v1 = reg
         .push_image("centos/python-35-centos7", "latest", "v1", false)
         .await;
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&imagestream_crd().unwrap()),
-    )
-    .await
-    .unwrap();
-    let ns = format!("is-e2e-cli-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![reg.addr.clone()],
-        ..Default::default()
-    }))
-    .unwrap();
+    let (client, ns, namespaces) = cluster("is-e2e-cli").await;
+    let resolver = resolver_for(&reg);
     let ctrl = tokio::spawn(controller::run(
         client.clone(),
         Arc::new(resolver),
@@ -406,26 +378,7 @@ async fn leader_failover_imports_once() {
         return;
     };
     let first = reg.push_image("e2e/leader", "latest", "one", false).await;
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&imagestream_crd().unwrap()),
-    )
-    .await
-    .unwrap();
-    let ns = format!("is-e2e-lead-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let (client, ns, namespaces) = cluster("is-e2e-lead").await;
     let replica = |identity: &str| {
         let client = client.clone();
         let addr = reg.addr.clone();
@@ -515,26 +468,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
         return;
     };
     let digest = reg.push_image("library/mysql", "latest", "db", false).await;
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&imagestream_crd().unwrap()),
-    )
-    .await
-    .unwrap();
-    let ns = format!("is-e2e-hook-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let (client, ns, namespaces) = cluster("is-e2e-hook").await;
     let host = std::env::var("IMAGESTREAM_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -574,11 +508,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
         )
         .await
         .unwrap();
-    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![reg.addr.clone()],
-        ..Default::default()
-    }))
-    .unwrap();
+    let resolver = resolver_for(&reg);
     let ctrl = tokio::spawn(controller::run(
         client.clone(),
         Arc::new(resolver),
@@ -654,17 +584,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     use imagestream_operator::notify::{router, ApiRequester, NotifyConfig, Receiver, TargetIndex};
     use kube::ResourceExt;
     common::install_crypto();
-    let client = Client::try_default()
-        .await
-        .expect("KUBECONFIG names a reachable cluster");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "imagestreams.image.openshift.io",
-        &PatchParams::apply("e2e").force(),
-        &Patch::Apply(&imagestream_crd().unwrap()),
-    )
-    .await
-    .unwrap();
+    let (client, ns, namespaces) = cluster("is-e2e-push").await;
     // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on the webhook's TLS).
     let index = Arc::new(std::sync::Mutex::new(TargetIndex::default()));
     let indexed = index.clone();
@@ -702,20 +622,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     };
     let first = reg.push_image("e2e/pushed", "latest", "one", false).await;
 
-    let ns = format!("is-e2e-push-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![reg.addr.clone()],
-        ..Default::default()
-    }))
-    .unwrap();
+    let resolver = resolver_for(&reg);
     let imports = tokio::spawn(controller::run(
         client.clone(),
         Arc::new(resolver),
