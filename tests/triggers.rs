@@ -302,3 +302,73 @@ async fn jobs_are_skipped_with_an_explanation() {
         .unwrap()
         .contains("cannot change after creation"));
 }
+
+/// `obj` as its controller created it: a controller ownerReference to `owner`.
+fn owned_by(mut obj: DynamicObject, owner: &str) -> DynamicObject {
+    obj.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": owner, "name": "web", "uid": "owner-1",
+        "controller": true, "blockOwnerDeletion": true,
+    }))
+    .unwrap()]);
+    obj
+}
+
+/// Controllers copy the owner's annotations onto what they create (a Deployment's onto its
+/// ReplicaSets). Those copies are never evaluated, patched or reported on, whether the copied
+/// trigger would fire or is malformed.
+#[tokio::test]
+async fn objects_owned_by_a_controller_make_no_request_and_no_event() {
+    let bad = r#"[{"from":{"kind":"ImageStreamTag","name":"example"},"fieldPath":"spec.template.spec.containers[0].image"}]"#;
+    for (kind, owner) in [
+        (Kind::ReplicaSet, "Deployment"),
+        (Kind::Pod, "ReplicaSet"),
+        (Kind::Job, "CronJob"),
+        (Kind::ReplicationController, "DeploymentConfig"),
+    ] {
+        for annotation in [trigger(""), bad.to_string()] {
+            let (ctx, mut handle) = context(vec![stream("demo")]);
+            let obj = owned_by(workload(kind, &annotation, "example:old"), owner);
+            let (fired, seen) = evaluate(&ctx, &mut handle, obj.clone(), kind, vec![]).await;
+            assert!(
+                matches!(fired, Fired::Skipped(_)),
+                "{kind:?} owned by {owner}: {fired:?}"
+            );
+            assert!(seen.is_empty(), "{kind:?} owned by {owner} made requests");
+            assert_eq!(
+                ctx.observe(kind, obj),
+                None,
+                "{kind:?} owned by {owner} stays out of the index"
+            );
+            assert!(ctx
+                .index
+                .lock()
+                .unwrap()
+                .dependents("demo/example:latest")
+                .is_empty());
+        }
+    }
+}
+
+/// A non-controller owner (e.g. a garbage-collection parent) does not make an object owned.
+#[tokio::test]
+async fn a_non_controller_owner_does_not_stop_the_trigger() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let mut obj = owned_by(
+        workload(Kind::Deployment, &trigger(""), "example:old"),
+        "App",
+    );
+    if let Some(refs) = obj.metadata.owner_references.as_mut() {
+        refs[0].controller = Some(false);
+    }
+    assert!(ctx.observe(Kind::Deployment, obj.clone()).is_some());
+    let (fired, seen) = evaluate(
+        &ctx,
+        &mut handle,
+        obj,
+        Kind::Deployment,
+        vec![Value::Null, Value::Null],
+    )
+    .await;
+    assert!(matches!(fired, Fired::Patched(_)), "{fired:?}");
+    assert_eq!(seen[0].method, Method::PATCH);
+}

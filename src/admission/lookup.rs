@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::api::{ImageStream, RESOLVE_NAMES, TRIGGERS};
 use crate::triggers::annotation::{parse, Select};
-use crate::triggers::workload::{find_container, pod_spec, Kind};
+use crate::triggers::workload::{self, find_container, pod_spec, Kind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -55,11 +57,8 @@ fn resolve_all(kind: Kind, obj: &Value) -> bool {
 
 fn owned_by_controller(obj: &Value) -> bool {
     obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.get("controller") == Some(&json!(true)))
-        })
+        .and_then(|refs| Vec::<OwnerReference>::deserialize(refs).ok())
+        .is_some_and(|refs| workload::owned_by_controller(&refs))
 }
 
 /// The cheap check that lets most admissions return without looking anything up.

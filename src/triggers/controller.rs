@@ -106,7 +106,8 @@ impl TriggerContext {
             namespace: obj.namespace().unwrap_or_default(),
             name: obj.name_any(),
         };
-        let Some(annotation) = obj.annotations().get(TRIGGERS).cloned() else {
+        let owned = owned_by_controller(obj.owner_references());
+        let Some(annotation) = obj.annotations().get(TRIGGERS).filter(|_| !owned).cloned() else {
             self.forget(&key);
             return None;
         };
@@ -261,14 +262,14 @@ pub async fn reconcile_workload(
     key: &WorkloadKey,
     obj: &DynamicObject,
 ) -> Result<Fired, kube::Error> {
+    if owned_by_controller(obj.owner_references()) {
+        return Ok(Fired::Skipped(
+            "a controller owns this object and its pod template".into(),
+        ));
+    }
     let Some(annotation) = obj.annotations().get(TRIGGERS) else {
         return Ok(Fired::Unchanged);
     };
-    if key.kind == Kind::Pod && owned_by_controller(obj) {
-        return Ok(Fired::Skipped(
-            "the pod's controller owns its images".into(),
-        ));
-    }
     let triggers = match parse(annotation, key.kind) {
         Ok(t) => t,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The workload kinds triggers apply to, where each keeps its pod spec, and the pure decision
 //! "which container images change" with the minimal patch that makes the change.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::{json, Value};
 
@@ -210,12 +211,13 @@ pub fn patch_body(kind: Kind, obj: &DynamicObject, updates: &[ImageUpdate]) -> V
     body
 }
 
-/// A Pod created by a controller gets its image from the owner's template.
-pub fn owned_by_controller(obj: &DynamicObject) -> bool {
-    obj.metadata
-        .owner_references
-        .as_ref()
-        .is_some_and(|o| o.iter().any(|r| r.controller == Some(true)))
+/// Only top-level objects are ever evaluated or patched. An object with a controller owner (a
+/// Deployment's ReplicaSet, a ReplicaSet's or Job's Pod, a CronJob's Job) gets its pod template
+/// from that owner, which also copies the owner's annotations onto it: writing into the copy would
+/// fight the owner's rollout, and reporting on it would repeat the owner's Events. The trigger
+/// controller and the admission webhook share this one rule.
+pub fn owned_by_controller(owners: &[OwnerReference]) -> bool {
+    owners.iter().any(|r| r.controller == Some(true))
 }
 
 /// The service account the workload's pods run as, for cross-namespace access checks.

@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod replicasets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,32 @@ fn resolver_for(reg: &common::Registry) -> RegistryResolver {
         ..Default::default()
     }))
     .unwrap()
+}
+
+/// The import and trigger controllers of one operator process, running in this process.
+struct Operator(Vec<tokio::task::JoinHandle<anyhow::Result<()>>>);
+
+impl Operator {
+    fn stop(self) {
+        for task in self.0 {
+            task.abort();
+        }
+    }
+}
+
+fn start_operator(client: &Client, reg: &common::Registry) -> Operator {
+    Operator(vec![
+        tokio::spawn(controller::run(
+            client.clone(),
+            Arc::new(resolver_for(reg)),
+            Scheduler::new(Duration::from_secs(2), 0),
+            Settings::default(),
+        )),
+        tokio::spawn(imagestream_operator::triggers::controller::run(
+            client.clone(),
+            None,
+        )),
+    ])
 }
 
 async fn wait_for(
