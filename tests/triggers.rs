@@ -266,6 +266,18 @@ async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
         json!({"namespace": "shared", "verb": "get", "group": "image.openshift.io", "resource": "imagestreams", "name": "example"})
     );
     assert_eq!(seen[1].body["reason"], "TriggerForbidden");
+    assert!(
+        ctx.awaiting_grant(&key(Kind::Deployment)),
+        "a denied workload is evaluated again when the denial expires"
+    );
+    // Within the denial's lifetime the cached answer is used: no new review, no new Event.
+    let obj = workload(
+        Kind::Deployment,
+        &trigger(r#","namespace":"shared""#),
+        "example:old",
+    );
+    let (_, seen) = evaluate(&ctx, &mut handle, obj, Kind::Deployment, vec![]).await;
+    assert!(seen.is_empty());
 }
 
 #[tokio::test]
@@ -288,6 +300,7 @@ async fn cross_namespace_with_permission_fires() {
     .await;
     assert!(matches!(fired, Fired::Patched(_)));
     assert_eq!(seen[1].method, Method::PATCH);
+    assert!(!ctx.awaiting_grant(&key(Kind::Deployment)));
 }
 
 #[tokio::test]

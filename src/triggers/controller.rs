@@ -31,8 +31,12 @@ use crate::api::{ImageStream, TRIGGERS};
 
 /// Field manager recorded for the image fields triggers write (for GitOps ignore rules).
 pub const TRIGGER_FIELD_MANAGER: &str = "imagestream-operator-triggers";
-/// How long a SubjectAccessReview answer is trusted.
-const ACCESS_TTL: Duration = Duration::from_secs(300);
+/// How long a SubjectAccessReview answer is trusted: no longer than the API server's own webhook
+/// authorizer caches answers (5 min allowed, 30 s denied). Denied workloads are evaluated again
+/// when their denial expires, so a RoleBinding granted after a `TriggerForbidden` takes effect
+/// within 30 s with nothing else touched (25 s plus one evaluation).
+const ALLOWED_TTL: Duration = Duration::from_secs(300);
+pub const DENIED_TTL: Duration = Duration::from_secs(25);
 
 #[derive(Default)]
 pub struct TriggerMetrics {
@@ -76,6 +80,9 @@ pub struct TriggerContext {
     access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
     /// The last warning per workload and reason, so a standing problem is reported once.
     told: Mutex<HashMap<(WorkloadKey, &'static str), String>>,
+    /// Workloads with a cross-namespace trigger the last evaluation found forbidden: they are
+    /// evaluated again once the denial expires, so a grant takes effect with nothing touched.
+    denied: Mutex<HashSet<WorkloadKey>>,
 }
 
 impl TriggerContext {
@@ -92,6 +99,24 @@ impl TriggerContext {
             metrics: crate::ops::metrics::global().triggers.clone(),
             access: Mutex::default(),
             told: Mutex::default(),
+            denied: Mutex::default(),
+        }
+    }
+
+    /// Whether the last evaluation of `key` found a cross-namespace trigger forbidden.
+    pub fn awaiting_grant(&self, key: &WorkloadKey) -> bool {
+        self.denied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
+    }
+
+    fn note_denied(&self, key: &WorkloadKey, denied: bool) {
+        let mut set = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+        if denied {
+            set.insert(key.clone());
+        } else {
+            set.remove(key);
         }
     }
 
@@ -121,6 +146,7 @@ impl TriggerContext {
     pub fn forget(&self, key: &WorkloadKey) {
         self.lock_index().remove(key);
         self.all_clear(key);
+        self.note_denied(key, false);
     }
 
     async fn warn_once(
@@ -194,7 +220,7 @@ impl TriggerContext {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
         {
-            if at.elapsed() < ACCESS_TTL {
+            if at.elapsed() < if *allowed { ALLOWED_TTL } else { DENIED_TTL } {
                 return Ok(*allowed);
             }
         }
@@ -330,6 +356,7 @@ async fn cross_namespace_access(
         }
         allowed.push(ok);
     }
+    ctx.note_denied(key, allowed.contains(&false));
     Ok(allowed)
 }
 
@@ -404,9 +431,32 @@ async fn patch(
 struct Queue {
     tx: mpsc::UnboundedSender<WorkloadKey>,
     pending: Mutex<HashSet<WorkloadKey>>,
+    /// Keys with a delayed push under way (one timer per key).
+    delayed: Mutex<HashSet<WorkloadKey>>,
 }
 
 impl Queue {
+    fn push_after(self: &Arc<Self>, key: WorkloadKey, delay: Duration) {
+        if !self
+            .delayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue
+                .delayed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+            queue.push(key);
+        });
+    }
+
     fn push(&self, key: WorkloadKey) {
         if self
             .pending
@@ -452,6 +502,7 @@ pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> any
     let queue = Arc::new(Queue {
         tx,
         pending: Mutex::default(),
+        delayed: Mutex::default(),
     });
 
     let seen: Mutex<HashMap<String, Option<String>>> = Mutex::default();
@@ -516,6 +567,8 @@ pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> any
                 warn!(workload = %key, error = %e, "trigger evaluation failed; retrying in 10s");
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 queue.push(key);
+            } else if ctx.awaiting_grant(&key) {
+                queue.push_after(key, DENIED_TTL);
             }
         }
     });

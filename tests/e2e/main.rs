@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod grant;
 mod replicasets;
 
 use std::sync::Arc;
@@ -33,9 +34,59 @@ fn enabled() -> bool {
     on && kubeconfig
 }
 
+/// What a test created on the cluster — namespaces and cluster-scoped objects — deleted when the
+/// guard drops, so a failing (panicking) test cleans up as well as a passing one.
+#[derive(Default)]
+struct Cleanup {
+    namespaces: Vec<String>,
+    cluster_scoped: Vec<(kube::core::ApiResource, String)>,
+}
+
+impl Cleanup {
+    fn namespace(&mut self, name: &str) {
+        self.namespaces.push(name.to_string());
+    }
+
+    fn cluster_scoped<K: kube::Resource<DynamicType = ()>>(&mut self, name: &str) {
+        self.cluster_scoped
+            .push((kube::core::ApiResource::erase::<K>(&()), name.to_string()));
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let namespaces = std::mem::take(&mut self.namespaces);
+        let objects = std::mem::take(&mut self.cluster_scoped);
+        // Drop may run while the test's runtime unwinds: delete from a runtime of our own.
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(client) = Client::try_default().await else {
+                    return;
+                };
+                let dp = DeleteParams::background();
+                for (ar, name) in objects {
+                    let api: Api<kube::core::DynamicObject> = Api::all_with(client.clone(), &ar);
+                    let _ = api.delete(&name, &dp).await;
+                }
+                let api: Api<Namespace> = Api::all(client);
+                for ns in namespaces {
+                    let _ = api.delete(&ns, &dp).await;
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
 /// A client for the cluster, the CRD applied and established, and a fresh namespace
-/// `<prefix>-<pid>` (deleted by the test at the end).
-async fn cluster(prefix: &str) -> (Client, String, Api<Namespace>) {
+/// `<prefix>-<pid>` that the returned guard deletes.
+async fn cluster(prefix: &str) -> (Client, String, Cleanup) {
     let client = Client::try_default()
         .await
         .expect("KUBECONFIG names a reachable cluster");
@@ -65,7 +116,9 @@ async fn cluster(prefix: &str) -> (Client, String, Api<Namespace>) {
         )
         .await
         .unwrap();
-    (client, ns, namespaces)
+    let mut cleanup = Cleanup::default();
+    cleanup.namespace(&ns);
+    (client, ns, cleanup)
 }
 
 /// A resolver that may use plain HTTP to the test registry.
@@ -134,7 +187,7 @@ async fn seed_stream_is_imported_and_history_grows_on_push() {
     };
     let first = reg.push_image("e2e/ruby", "latest", "one", false).await;
 
-    let (client, ns_name, namespaces) = cluster("is-e2e").await;
+    let (client, ns_name, cleanup) = cluster("is-e2e").await;
 
     let resolver = resolver_for(&reg);
     let scheduler = Scheduler::new(Duration::from_secs(2), 0);
@@ -182,7 +235,7 @@ async fn seed_stream_is_imported_and_history_grows_on_push() {
     );
 
     ctrl.abort();
-    let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
+    drop(cleanup);
 }
 
 /// The seed's trigger example: Deployment `web` follows `example:latest`; a new image rolls a new
@@ -197,7 +250,7 @@ async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
         return;
     };
     let first = reg.push_image("e2e/example", "latest", "one", false).await;
-    let (client, ns_name, namespaces) = cluster("is-e2e-trig").await;
+    let (client, ns_name, cleanup) = cluster("is-e2e-trig").await;
     let resolver = resolver_for(&reg);
     let imports = tokio::spawn(controller::run(
         client.clone(),
@@ -311,7 +364,7 @@ async fn seed_trigger_rolls_the_deployment_and_pause_stops_it() {
 
     imports.abort();
     triggers.abort();
-    let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
+    drop(cleanup);
 }
 
 async fn plugin(client: &Client, ns: &str, args: &[&str]) -> String {
@@ -340,7 +393,7 @@ async fn seed_walkthrough_with_the_plugin() {
     let v1 = reg
         .push_image("centos/python-35-centos7", "latest", "v1", false)
         .await;
-    let (client, ns, namespaces) = cluster("is-e2e-cli").await;
+    let (client, ns, cleanup) = cluster("is-e2e-cli").await;
     let resolver = resolver_for(&reg);
     let ctrl = tokio::spawn(controller::run(
         client.clone(),
@@ -388,7 +441,7 @@ async fn seed_walkthrough_with_the_plugin() {
     assert!(s.spec_tag("3.5").is_none() && s.status_tag("3.5").is_none());
 
     ctrl.abort();
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    drop(cleanup);
 }
 
 /// Two replicas with leader election: only the leader imports; kill it and the other takes over
@@ -405,7 +458,7 @@ async fn leader_failover_imports_once() {
         return;
     };
     let first = reg.push_image("e2e/leader", "latest", "one", false).await;
-    let (client, ns, namespaces) = cluster("is-e2e-lead").await;
+    let (client, ns, cleanup) = cluster("is-e2e-lead").await;
     let replica = |identity: &str| {
         let client = client.clone();
         let addr = reg.addr.clone();
@@ -477,7 +530,7 @@ async fn leader_failover_imports_once() {
         "each image recorded exactly once"
     );
     b.abort();
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    drop(cleanup);
 }
 
 /// The webhook against a real API server: registered with `clientConfig.url` pointing at this
@@ -495,7 +548,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
         return;
     };
     let digest = reg.push_image("library/mysql", "latest", "db", false).await;
-    let (client, ns, namespaces) = cluster("is-e2e-hook").await;
+    let (client, ns, mut cleanup) = cluster("is-e2e-hook").await;
     let host = std::env::var("IMAGESTREAM_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -520,6 +573,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
     let hooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
         Api::all(client.clone());
     let config_name = format!("imagestream-e2e-{}", std::process::id());
+    cleanup.cluster_scoped::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>(&config_name);
     hooks
         .create(
             &PostParams::default(),
@@ -596,8 +650,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
 
     ctrl.abort();
     hook.abort();
-    let _ = hooks.delete(&config_name, &DeleteParams::default()).await;
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    drop(cleanup);
 }
 
 /// Push, don't poll: with the schedule at 1 h, a push to docker-registry (notifications pointed
@@ -611,7 +664,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     use imagestream_operator::notify::{router, ApiRequester, NotifyConfig, Receiver, TargetIndex};
     use kube::ResourceExt;
     common::install_crypto();
-    let (client, ns, namespaces) = cluster("is-e2e-push").await;
+    let (client, ns, cleanup) = cluster("is-e2e-push").await;
     // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on the webhook's TLS).
     let index = Arc::new(std::sync::Mutex::new(TargetIndex::default()));
     let indexed = index.clone();
@@ -730,5 +783,5 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     }
     watch.abort();
     server.abort();
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    drop(cleanup);
 }

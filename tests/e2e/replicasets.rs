@@ -7,7 +7,7 @@ use std::time::Duration;
 use imagestream_operator::api::{ImageStream, TRIGGERS};
 use imagestream_operator::triggers::controller::TRIGGER_FIELD_MANAGER;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::Client;
 use serde_json::json;
 
@@ -82,7 +82,7 @@ async fn only_the_deployment_is_patched_and_every_push_rolls_a_new_replicaset() 
         return;
     };
     let first = reg.push_image("e2e/rs", "latest", "one", false).await;
-    let (client, ns, namespaces) = cluster("is-e2e-rs").await;
+    let (client, ns, cleanup) = cluster("is-e2e-rs").await;
 
     // Stream and Deployment exist before the operator starts, so the Deployment's ReplicaSet
     // (with its copy of the annotation) reaches the operator in its first watch list.
@@ -134,5 +134,5 @@ async fn only_the_deployment_is_patched_and_every_push_rolls_a_new_replicaset() 
     .await;
 
     operator.stop();
-    let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+    drop(cleanup);
 }
