@@ -598,19 +598,24 @@ pub async fn run(
         secret_stores.push(reader);
         secret_events.push(events.boxed());
     }
-    let controller = Controller::new(streams, watcher::Config::default().any_semantic())
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(settings.concurrency),
-        );
-    let store = controller.store();
-    if let Some(health) = settings.health.clone() {
-        let synced = store.clone();
-        tokio::spawn(async move {
-            if synced.wait_until_ready().await.is_ok() {
-                health.cache_synced();
-            }
-        });
-    }
+    // Our own reflector rather than Controller::new: readiness is read off the event stream.
+    // (Awaiting the store's wait_until_ready() beside the Controller never returns: the store's
+    // readiness signal wakes only its most recent waiter, and the Controller waits on it too.)
+    let (store, writer) = reflector::store();
+    let health = settings.health.clone();
+    let events = reflector(
+        writer,
+        watcher(streams, watcher::Config::default().any_semantic()),
+    )
+    .inspect(move |e| {
+        if let (Ok(watcher::Event::InitDone), Some(health)) = (e, &health) {
+            health.cache_synced_once("import");
+        }
+    })
+    .applied_objects();
+    let controller = Controller::for_stream(events, store.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+    );
     let by_namespace = store.clone();
     let by_source = store.clone();
     let ctx = Arc::new(Context::new(

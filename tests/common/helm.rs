@@ -14,7 +14,13 @@ pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/imagestream
 /// `name` when it runs; otherwise prints why the caller skips (and panics in CI).
 pub fn tool(name: &str) -> Option<String> {
     let program = std::env::var(name.to_uppercase()).unwrap_or_else(|_| name.to_string());
-    match Command::new(&program).arg("version").output() {
+    // `kubectl version` alone asks the server too; only the client matters here.
+    let args: &[&str] = if name == "kubectl" {
+        &["version", "--client"]
+    } else {
+        &["version"]
+    };
+    match Command::new(&program).args(args).output() {
         Ok(o) if o.status.success() => Some(program),
         other => {
             let why = match other {

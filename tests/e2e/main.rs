@@ -5,6 +5,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod grant;
+#[path = "../common/helm.rs"]
+mod helm;
+mod identity;
 mod replicasets;
 
 use std::sync::Arc;
@@ -40,7 +43,16 @@ fn enabled() -> bool {
 struct Cleanup {
     namespaces: Vec<String>,
     cluster_scoped: Vec<(kube::core::ApiResource, String)>,
+    /// Held for the whole test; released after the deletions (see `cluster`).
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
+
+/// Every test runs operators that watch the whole cluster, each trusting only its own test
+/// registry; two at once would import each other's streams and fight over their status. The
+/// tests of one process therefore take turns (names still carry the pid, so two processes'
+/// objects never collide).
+static TURN: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
 
 impl Cleanup {
     fn namespace(&mut self, name: &str) {
@@ -58,6 +70,7 @@ impl Drop for Cleanup {
         let namespaces = std::mem::take(&mut self.namespaces);
         let objects = std::mem::take(&mut self.cluster_scoped);
         // Drop may run while the test's runtime unwinds: delete from a runtime of our own.
+        let turn = self.turn.take();
         let done = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -81,12 +94,14 @@ impl Drop for Cleanup {
             });
         });
         let _ = done.join();
+        drop(turn);
     }
 }
 
 /// A client for the cluster, the CRD applied and established, and a fresh namespace
 /// `<prefix>-<pid>` that the returned guard deletes.
 async fn cluster(prefix: &str) -> (Client, String, Cleanup) {
+    let turn = TURN.clone().lock_owned().await;
     let client = Client::try_default()
         .await
         .expect("KUBECONFIG names a reachable cluster");
@@ -117,6 +132,7 @@ async fn cluster(prefix: &str) -> (Client, String, Cleanup) {
         .await
         .unwrap();
     let mut cleanup = Cleanup::default();
+    cleanup.turn = Some(turn);
     cleanup.namespace(&ns);
     (client, ns, cleanup)
 }

@@ -1,0 +1,526 @@
+//! The built `imagestream-operator` binary, run as the chart's ServiceAccount with exactly the
+//! permissions the chart's rendered ClusterRole and Role grant, leader election on: it imports,
+//! writes status, emits Events, fires a trigger, holds the Lease, generates and injects its
+//! webhook certificate and serves the webhook — and its log shows no Forbidden answer. A missing
+//! rule fails this test, not a user's install. It also may not do what it does not need.
+
+use std::time::Duration;
+
+use imagestream_operator::api::{ImageStream, TRIGGERS};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::{json, Value};
+
+use super::{cluster, common, enabled, helm, Cleanup};
+
+/// A child process killed when dropped, so a failing test leaves no operator behind.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A kubeconfig for the current cluster whose only user is `token`.
+fn token_kubeconfig(token: &str) -> Value {
+    let admin = Kubeconfig::read().expect("KUBECONFIG is readable");
+    let context = admin
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == admin.current_context.as_ref())
+        .and_then(|c| c.context.clone())
+        .expect("a current context");
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == context.cluster)
+        .expect("the current context's cluster");
+    json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [serde_json::to_value(cluster).unwrap()],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster.name, "user": "operator"}}],
+        "current-context": "operator",
+    })
+}
+
+/// Renders the chart for `release` into `ns`; applies everything the binary needs from it (the
+/// ServiceAccount, its RBAC, and the webhook configuration pointed at `webhook_url`).
+fn install_chart(
+    helm_bin: &str,
+    kubectl: &str,
+    release: &str,
+    ns: &str,
+    values: &Value,
+    webhook_url: &str,
+    cleanup: &mut Cleanup,
+) -> Vec<(String, String)> {
+    let objects = helm::render(helm_bin, release, ns, values, false);
+    let mut applied = Vec::new();
+    for mut o in objects {
+        let kind = o["kind"].as_str().unwrap_or_default().to_string();
+        let name = o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match kind.as_str() {
+            // No kubelet here: this process plays the pod, so its Deployment, Services and PDB
+            // are left out.
+            "Deployment" | "Service" | "PodDisruptionBudget" => continue,
+            "MutatingWebhookConfiguration" => {
+                o["webhooks"][0]["clientConfig"] = json!({"url": webhook_url});
+                cleanup.cluster_scoped::<MutatingWebhookConfiguration>(&name);
+            }
+            "ClusterRole" => cleanup.cluster_scoped::<ClusterRole>(&name),
+            "ClusterRoleBinding" => cleanup.cluster_scoped::<ClusterRoleBinding>(&name),
+            _ => {}
+        }
+        helm::run(
+            kubectl,
+            &["apply", "-n", ns, "-f", "-"],
+            Some(&o.to_string()),
+        )
+        .unwrap_or_else(|e| panic!("applying {kind}/{name}: {e}"));
+        applied.push((kind, name));
+    }
+    applied
+}
+
+/// The env of the chart's operator container, with the downward API resolved as the kubelet
+/// would and the listeners moved to 127.0.0.1.
+fn chart_env(
+    helm_bin: &str,
+    release: &str,
+    ns: &str,
+    values: &Value,
+    pod: &str,
+    ports: (u16, u16),
+) -> Vec<(String, String)> {
+    let objects = helm::render(helm_bin, release, ns, values, false);
+    let deployment = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("the chart renders a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"], json!(["run"]));
+    let mut env = Vec::new();
+    for e in container["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().unwrap_or_default().to_string();
+        let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+            Some("metadata.name") => pod.to_string(),
+            Some("metadata.namespace") => ns.to_string(),
+            Some(other) => panic!("unexpected fieldRef {other}"),
+            None => e["value"].as_str().unwrap_or_default().to_string(),
+        };
+        let value = match name.as_str() {
+            "METRICS_ADDR" => format!("127.0.0.1:{}", ports.0),
+            "ADMISSION_ADDR" => format!("127.0.0.1:{}", ports.1),
+            "ADMISSION_HOSTS" => "127.0.0.1".to_string(),
+            _ => value,
+        };
+        env.push((name, value));
+    }
+    env
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..secs * 4 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out after {secs}s waiting for {what}");
+}
+
+fn forbidden<T: std::fmt::Debug>(what: &str, r: Result<T, kube::Error>) {
+    match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => {
+            panic!("{what}: expected 403 Forbidden for the operator's identity, got {other:?}")
+        }
+    }
+}
+
+/// Lets the `default` ServiceAccount of `reader` get image streams in `source`.
+async fn grant_read(admin: &Client, source: &str, reader: &str) {
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), source);
+    roles
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "read-streams"}, "rules": [
+                {"apiGroups": ["image.openshift.io"], "resources": ["imagestreams"], "verbs": ["get"]}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), source)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "read-streams"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-streams"},
+                "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": reader}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
+    if !enabled() {
+        return;
+    }
+    let (Some(helm_bin), Some(kubectl)) = (helm::tool("helm"), helm::tool("kubectl")) else {
+        return;
+    };
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let digest = reg.push_image("e2e/app", "latest", "one", false).await;
+    let (admin, ns, mut cleanup) = cluster("is-e2e-sa").await;
+    let app = format!("is-e2e-sa-app-{}", std::process::id());
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": app}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    cleanup.namespace(&app);
+
+    let release = format!("e2e-sa-{}", std::process::id());
+    let values = json!({
+        "controller": {"insecureRegistries": [reg.addr], "scheduledImportInterval": "2s", "logFormat": "text"},
+        // Only this test's app namespace goes through this test's webhook.
+        "admission": {"namespaceSelectorExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [app]}]},
+    });
+    let ports = (free_port(), free_port());
+    let url = format!("https://127.0.0.1:{}/mutate", ports.1);
+    install_chart(
+        &helm_bin,
+        &kubectl,
+        &release,
+        &ns,
+        &values,
+        &url,
+        &mut cleanup,
+    );
+
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .create_token_request(
+            &release,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a token for the chart's ServiceAccount")
+        .status
+        .expect("the token request is answered")
+        .token;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig_path = dir.path().join("kubeconfig");
+    let kubeconfig = token_kubeconfig(&token);
+    std::fs::write(&kubeconfig_path, kubeconfig.to_string()).unwrap();
+    let log_path = dir.path().join("operator.log");
+    let pod = format!("{release}-pod-0");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imagestream-operator"));
+    command
+        .arg("run")
+        .env_clear()
+        .env("KUBECONFIG", &kubeconfig_path)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(chart_env(&helm_bin, &release, &ns, &values, &pod, ports))
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("operator.stderr")).unwrap());
+    let mut operator = Process(command.spawn().expect("the operator binary starts"));
+    let log = || {
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("operator.stderr")).unwrap_or_default()
+    };
+
+    let checks = async {
+        // The Lease (Role: leases get/create/patch).
+        let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
+        eventually("the leader lease", 60, || async {
+            leases
+                .get(&release)
+                .await
+                .ok()
+                .filter(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()) == Some(&pod))
+        })
+        .await;
+        // The generated certificate, stored and injected (Role: secrets create/get;
+        // mutatingwebhookconfigurations get/patch).
+        let hooks: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+        eventually("the injected CA bundle", 60, || async {
+            hooks.get(&release).await.ok().filter(|h| {
+                h.webhooks
+                    .iter()
+                    .flatten()
+                    .all(|w| w.client_config.ca_bundle.is_some())
+            })
+        })
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+        assert!(secrets.get(&format!("{release}-webhook-tls")).await.is_ok());
+
+        // Import, status, Events (imagestreams, imagestreams/status, events).
+        let streams: Api<ImageStream> = Api::namespaced(admin.clone(), &app);
+        streams
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                    "metadata": {"name": "app"},
+                    "spec": {"lookupPolicy": {"local": true}, "tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/app", reg.addr)}, "importPolicy": {"scheduled": true}}]}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let pinned = format!("{}/e2e/app@{digest}", reg.addr);
+        eventually("the import", 60, || async {
+            streams.get("app").await.ok().filter(|s| {
+                s.status_tag("latest")
+                    .is_some_and(|t| t.items.first().is_some_and(|i| i.image == digest))
+            })
+        })
+        .await;
+        let events: Api<Event> = Api::namespaced(admin.clone(), &app);
+        let reasons = || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .filter_map(|e| e.reason)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+        eventually("an Imported Event", 30, || async {
+            reasons()
+                .await
+                .contains(&"Imported".to_string())
+                .then_some(())
+        })
+        .await;
+
+        // A trigger fires (deployments watch/patch).
+        let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &app);
+        let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"app:latest"},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}]"#;
+        deployments
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "web", "annotations": {TRIGGERS: trigger}},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "placeholder"}]}}}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let image = |d: Deployment| {
+            d.spec
+                .and_then(|s| s.template.spec)
+                .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
+        };
+        eventually("the trigger", 60, || async {
+            deployments
+                .get("web")
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+        eventually("an ImageTriggered Event", 30, || async {
+            reasons()
+                .await
+                .contains(&"ImageTriggered".to_string())
+                .then_some(())
+        })
+        .await;
+
+        // A cross-namespace trigger, granted by a RoleBinding (subjectaccessreviews create).
+        grant_read(&admin, &app, &ns).await;
+        let cross: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+        let trigger = format!(
+            r#"[{{"from":{{"kind":"ImageStreamTag","name":"app:latest","namespace":"{app}"}},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}}]"#
+        );
+        cross
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": "cross", "annotations": {TRIGGERS: trigger}},
+                    "spec": {"selector": {"matchLabels": {"app": "cross"}}, "template": {
+                        "metadata": {"labels": {"app": "cross"}},
+                        "spec": {"containers": [{"name": "web", "image": "placeholder"}]}}}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        eventually("the cross-namespace trigger", 60, || async {
+            cross
+                .get("cross")
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+
+        // The webhook resolves a short name (dry runs until its cache has the stream).
+        let short = json!({
+            "metadata": {"name": "short"},
+            "spec": {"selector": {"matchLabels": {"app": "short"}}, "template": {
+                "metadata": {"labels": {"app": "short"}},
+                "spec": {"containers": [{"name": "c", "image": "app:latest"}]}}}
+        });
+        let short: Deployment = serde_json::from_value(short).unwrap();
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        eventually("the webhook's rewrite", 60, || async {
+            deployments
+                .create(&dry, &short)
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+
+        // Readiness on the metrics listener.
+        let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
+        let ready = match reqwest::get(&readyz).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        };
+        assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
+    };
+    tokio::time::timeout(Duration::from_secs(240), checks)
+        .await
+        .unwrap_or_else(|_| panic!("timed out; operator log:\n{}", log()));
+
+    assert!(
+        operator.0.try_wait().ok().flatten().is_none(),
+        "the operator exited:\n{}",
+        log()
+    );
+    let text = log();
+    assert!(
+        !text.to_ascii_lowercase().contains("forbidden"),
+        "the chart's permissions fell short somewhere:\n{text}"
+    );
+
+    // What the identity must not be able to do.
+    let sa: Client = {
+        let kubeconfig: Kubeconfig = serde_json::from_value(kubeconfig).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        Client::try_from(config).unwrap()
+    };
+    let opaque: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "app-password"}, "stringData": {"password": "s3cret"}}),
+    )
+    .unwrap();
+    Api::<Secret>::namespaced(admin.clone(), &app)
+        .create(&PostParams::default(), &opaque)
+        .await
+        .unwrap();
+    forbidden(
+        "get a Secret by name",
+        Api::<Secret>::namespaced(sa.clone(), &app)
+            .get("app-password")
+            .await,
+    );
+    forbidden(
+        "change its own certificate Secret",
+        Api::<Secret>::namespaced(sa.clone(), &ns)
+            .patch(
+                &format!("{release}-webhook-tls"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+            )
+            .await,
+    );
+    forbidden(
+        "list ConfigMaps",
+        Api::<ConfigMap>::all(sa.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "create a Pod",
+        Api::<Pod>::namespaced(sa.clone(), &app)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "x", "image": "x"}]}}))
+                    .unwrap(),
+            )
+            .await,
+    );
+    forbidden(
+        "delete an ImageStream",
+        Api::<ImageStream>::namespaced(sa.clone(), &app)
+            .delete("app", &DeleteParams::default())
+            .await,
+    );
+    forbidden(
+        "delete a Deployment",
+        Api::<Deployment>::namespaced(sa.clone(), &app)
+            .delete("web", &DeleteParams::default())
+            .await,
+    );
+    forbidden(
+        "bind roles",
+        Api::<RoleBinding>::namespaced(sa.clone(), &app)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "escalate"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                    "subjects": [{"kind": "ServiceAccount", "name": release, "namespace": ns}]}))
+                .unwrap(),
+            )
+            .await,
+    );
+    drop(operator);
+    drop(cleanup);
+}
