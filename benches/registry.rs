@@ -43,6 +43,7 @@ fn request(reference: &str, keyring: &Keyring) -> ImportRequest {
         prefer_arch: None,
         prefer_os: None,
         keyring: keyring.clone(),
+        known: None,
     }
 }
 

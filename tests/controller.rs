@@ -9,7 +9,7 @@ use http::{Method, Request, Response};
 use imagestream_operator::api::*;
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
 use imagestream_operator::registry::{
-    ImageResolver, ImportRequest, ListRequest, RegistryError, ResolvedImage,
+    ImageResolver, ImportRequest, KnownImage, ListRequest, RegistryError, ResolvedImage,
 };
 use imagestream_operator::schedule::Scheduler;
 use kube::client::Body;
@@ -24,6 +24,8 @@ type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 struct ScriptedResolver {
     answer: Mutex<Option<Result<ResolvedImage, RegistryError>>>,
     asked: Mutex<Vec<String>>,
+    /// The `known` image of each request, in order.
+    known: Mutex<Vec<Option<KnownImage>>>,
 }
 
 impl ImageResolver for ScriptedResolver {
@@ -35,6 +37,7 @@ impl ImageResolver for ScriptedResolver {
             .lock()
             .unwrap()
             .push(request.reference.to_string());
+        self.known.lock().unwrap().push(request.known.clone());
         let answer = self
             .answer
             .lock()
@@ -62,6 +65,7 @@ fn resolved() -> ResolvedImage {
         digest: DIGEST.into(),
         docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
         details: None,
+        manifest_list: None,
     }
 }
 
@@ -283,12 +287,25 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
         &s,
         &s.spec_tags()[0],
     ));
+    status.images = vec![ImageDetails {
+        image: DIGEST.into(),
+        ..Default::default()
+    }];
     let (requests, resolver) = run(h, stream(Some(status), true, true), 0).await;
     assert!(requests.is_empty());
     assert_eq!(
         resolver.asked.lock().unwrap().len(),
         1,
         "the registry was asked once"
+    );
+    // ...with what the tag has, so an unchanged HEAD ends the check there.
+    assert_eq!(
+        resolver.known.lock().unwrap()[0],
+        Some(KnownImage {
+            manifest: DIGEST.into(),
+            image: DIGEST.into(),
+            docker_image_reference: format!("centos/python-35-centos7@{DIGEST}"),
+        })
     );
 }
 

@@ -11,7 +11,7 @@ use imagestream_operator::api::ImportMode;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{
-    ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+    ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, RegistryError,
 };
 use k8s_openapi::api::core::v1::Secret;
 
@@ -23,6 +23,7 @@ fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
         prefer_arch: None,
         prefer_os: None,
         keyring: Keyring::default(),
+        known: None,
     }
 }
 
@@ -475,4 +476,115 @@ async fn rate_limits_surface_retry_after_and_pause_only_that_registry() {
 
     // Another registry is unaffected.
     assert!(r.resolve(at(&healthy.addr)).await.is_ok());
+}
+
+/// Counts, not timings: a first import costs one HEAD per reference (plus the GETs of what is
+/// new), and an unchanged re-check of more digests than any cache holds costs exactly one HEAD
+/// per reference and no GET, counted at a proxy in front of the real registry.
+#[tokio::test]
+async fn unchanged_recheck_is_one_head_per_reference_whatever_the_caches_hold() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    const TAGS: usize = 30;
+    for i in 0..TAGS {
+        reg.push_image("many", &format!("t{i}"), &format!("image {i}"), false)
+            .await;
+    }
+    let proxy = FaultProxy::start(&reg.addr);
+    // Caches too small to hold anything: only the tag's known digest can save requests.
+    let r = RegistryResolver::new(ResolverConfig {
+        cache_bytes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let reference = |i: usize| format!("{}/many:t{i}", proxy.addr);
+    let mut known = Vec::new();
+    for i in 0..TAGS {
+        let image = r
+            .resolve(request(&reference(i), true, ImportMode::Legacy))
+            .await
+            .unwrap();
+        assert!(image.details.is_some());
+        known.push(KnownImage {
+            manifest: image.digest.clone(),
+            image: image.digest.clone(),
+            docker_image_reference: image.docker_image_reference.clone(),
+        });
+    }
+    let first = proxy.methods();
+    assert_eq!(first.get("HEAD"), Some(&TAGS), "first import: {first:?}");
+
+    proxy.seen.lock().unwrap().clear();
+    for _ in 0..3 {
+        for (i, k) in known.iter().enumerate() {
+            let mut req = request(&reference(i), true, ImportMode::Legacy);
+            req.known = Some(k.clone());
+            let again = r.resolve(req).await.unwrap();
+            assert_eq!(again.digest, k.image);
+            assert!(
+                again.details.is_none(),
+                "unchanged: status keeps its metadata"
+            );
+        }
+    }
+    let rechecks = proxy.methods();
+    assert_eq!(
+        rechecks,
+        std::collections::BTreeMap::from([("HEAD".to_string(), 3 * TAGS)]),
+        "three unchanged passes"
+    );
+
+    // A moved tag is fetched in full.
+    let moved = reg
+        .push_image("many", "t0", "image 0, rebuilt", false)
+        .await;
+    proxy.seen.lock().unwrap().clear();
+    let mut req = request(&reference(0), true, ImportMode::Legacy);
+    req.known = Some(known[0].clone());
+    let fresh = r.resolve(req).await.unwrap();
+    assert_eq!(fresh.digest, moved);
+    assert!(fresh.details.is_some());
+    assert_eq!(proxy.methods().get("HEAD"), Some(&1));
+}
+
+/// A Legacy import of a manifest list records the list's digest, and an unchanged list is then
+/// recognised with one HEAD.
+#[tokio::test]
+async fn an_unchanged_manifest_list_is_one_head() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    let (list, amd, _) = reg.push_list("multi", "latest", true).await;
+    let proxy = FaultProxy::start(&reg.addr);
+    let r = RegistryResolver::new(ResolverConfig {
+        cache_bytes: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let reference = format!("{}/multi:latest", proxy.addr);
+    let image = r
+        .resolve(request(&reference, true, ImportMode::Legacy))
+        .await
+        .unwrap();
+    assert_eq!(image.digest, amd);
+    assert_eq!(image.manifest_list.as_deref(), Some(list.as_str()));
+    proxy.seen.lock().unwrap().clear();
+    let mut req = request(&reference, true, ImportMode::Legacy);
+    req.known = Some(KnownImage {
+        manifest: list.clone(),
+        image: amd.clone(),
+        docker_image_reference: image.docker_image_reference.clone(),
+    });
+    let again = r.resolve(req).await.unwrap();
+    assert_eq!(
+        (again.digest.as_str(), again.manifest_list.as_deref()),
+        (amd.as_str(), Some(list.as_str()))
+    );
+    assert_eq!(
+        proxy.methods(),
+        std::collections::BTreeMap::from([("HEAD".to_string(), 1)])
+    );
 }

@@ -267,6 +267,11 @@ pub struct NamedTagEventList {
     /// tag generation when `from`, `reference` or `importMode` change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_spec: Option<String>,
+    /// Extension: the manifest list items[0] was chosen from (Legacy import of a multi-platform
+    /// tag). The registry answers a HEAD with the list's digest, so this is what lets an
+    /// unchanged list be recognised with that one HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_list_digest: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

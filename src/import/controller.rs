@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
@@ -27,7 +27,7 @@ use crate::api::{
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::tags::select;
 use crate::registry::{
-    ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+    ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, RegistryError,
 };
 use crate::schedule::Scheduler;
 
@@ -244,7 +244,14 @@ async fn import(
 ) -> BTreeMap<String, Outcome> {
     let requests = plan.iter().filter_map(|(tag, cause)| {
         let spec = stream.spec_tag(tag)?;
-        let request = request_for(stream, spec, keyring);
+        let request = request_for(stream, spec, keyring).map(|mut r| {
+            // A user's request or a changed spec always fetches; background checks of a tag
+            // whose image is unchanged stop at the HEAD.
+            if cause.is_background() {
+                r.known = known_image(stream, tag);
+            }
+            r
+        });
         Some(resolve_tag(ctx, stream, tag.clone(), *cause, request))
     });
     futures::future::join_all(requests)
@@ -328,6 +335,7 @@ async fn import_repository(
                     prefer_arch: None,
                     prefer_os: None,
                     keyring: keyring.clone(),
+                    known: None,
                 })
                 .map_err(|e| RegistryError::Invalid {
                     reference: reference.clone(),
@@ -379,7 +387,28 @@ fn request_for(
         prefer_arch: tag.annotation(PREFER_ARCH).map(str::to_string),
         prefer_os: tag.annotation(PREFER_OS).map(str::to_string),
         keyring: keyring.clone(),
+        known: None,
     })
+}
+
+/// The tag's current image, when its status also holds the image's metadata (an unchanged
+/// answer carries none, and the status keeps what it has).
+fn known_image(stream: &ImageStream, tag: &str) -> Option<KnownImage> {
+    let status = stream.status.as_ref()?;
+    let entry = status.tags.iter().find(|t| t.tag == tag)?;
+    let item = entry.items.first().filter(|i| !i.image.is_empty())?;
+    status
+        .images
+        .iter()
+        .any(|d| d.image == item.image)
+        .then(|| KnownImage {
+            manifest: entry
+                .manifest_list_digest
+                .clone()
+                .unwrap_or_else(|| item.image.clone()),
+            image: item.image.clone(),
+            docker_image_reference: item.docker_image_reference.clone(),
+        })
 }
 
 fn log_outcome(
@@ -390,10 +419,11 @@ fn log_outcome(
 ) {
     let namespace = stream.namespace().unwrap_or_default();
     let name = stream.name_any();
+    // Every check at DEBUG; what changed (and new failures) is logged once by `report`.
     match result {
-        Ok(image) => info!(%namespace, %name, %tag, ?cause, digest = %image.digest, "resolved"),
+        Ok(image) => debug!(%namespace, %name, %tag, ?cause, digest = %image.digest, "resolved"),
         Err(e) => {
-            warn!(%namespace, %name, %tag, ?cause, reason = e.reason(), error = %e, "import failed")
+            debug!(%namespace, %name, %tag, ?cause, reason = e.reason(), error = %e, "import failed")
         }
     }
 }
@@ -427,47 +457,107 @@ async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(
     Ok(())
 }
 
+/// Logs every change and publishes at most one Event for the whole reconcile, so the first
+/// import of a stream with hundreds of tags is one Event, not hundreds.
 async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
-    let reference = stream.object_ref(&());
-    let notified = crate::notify::Notified::of(stream);
+    let namespace = stream.namespace().unwrap_or_default();
+    let name = stream.name_any();
     for change in changes {
-        let event = match change {
+        match change {
             TagChange::Imported { tag, reference } => {
-                // Name the push notification that asked for this import, and time it.
-                let by = notified.as_ref().filter(|n| n.tags.contains(tag)).map(|n| {
-                    let waited = jiff::Timestamp::now().as_millisecond() - n.at_ms;
-                    crate::ops::metrics::global()
-                        .notify
-                        .push_to_import
-                        .observe(waited.max(0) as f64 / 1000.0);
-                    format!(" (requested by a {} push notification)", n.source)
-                });
-                Event {
-                    type_: EventType::Normal,
-                    reason: "Imported".into(),
-                    note: Some(format!(
-                        "tag {tag} now points at {reference}{}",
-                        by.unwrap_or_default()
-                    )),
-                    action: "Import".into(),
-                    secondary: None,
-                }
+                info!(%namespace, %name, %tag, %reference, "tag imported")
             }
             TagChange::Failed {
                 tag,
                 reason,
                 message,
-            } => Event {
-                type_: EventType::Warning,
-                reason: "ImportFailed".into(),
-                note: Some(truncate(&format!("tag {tag}: {reason}: {message}"), 1000)),
-                action: "Import".into(),
-                secondary: None,
-            },
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            warn!(error = %e, "could not publish event");
+            } => warn!(%namespace, %name, %tag, %reason, %message, "import failed"),
         }
+    }
+    // Name the push notification that asked for these imports, and time it.
+    let notified = crate::notify::Notified::of(stream);
+    let by = notified.as_ref().and_then(|n| {
+        let asked = changes
+            .iter()
+            .any(|c| matches!(c, TagChange::Imported { tag, .. } if n.tags.contains(tag)));
+        asked.then(|| {
+            let waited = jiff::Timestamp::now().as_millisecond() - n.at_ms;
+            crate::ops::metrics::global()
+                .notify
+                .push_to_import
+                .observe(waited.max(0) as f64 / 1000.0);
+            n.source.clone()
+        })
+    });
+    let Some(event) = summary_event(changes, by.as_deref()) else {
+        return;
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &stream.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+/// Tags named in one Event before the rest are counted.
+const EVENT_TAGS: usize = 10;
+
+/// The one Event for a reconcile's changes: a Warning naming the new failures (and what was
+/// imported beside them), else a Normal `Imported` naming the tags and their new images.
+pub fn summary_event(changes: &[TagChange], notified_by: Option<&str>) -> Option<Event> {
+    let imported: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            TagChange::Imported { tag, reference } => {
+                Some(format!("tag {tag} now points at {reference}"))
+            }
+            TagChange::Failed { .. } => None,
+        })
+        .collect();
+    let failed: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            TagChange::Failed {
+                tag,
+                reason,
+                message,
+            } => Some(format!("tag {tag}: {reason}: {message}")),
+            TagChange::Imported { .. } => None,
+        })
+        .collect();
+    let by = notified_by
+        .map(|s| format!(" (requested by a {s} push notification)"))
+        .unwrap_or_default();
+    let (type_, reason, note) = match (failed.is_empty(), imported.is_empty()) {
+        (true, true) => return None,
+        (true, false) => (
+            EventType::Normal,
+            "Imported",
+            format!("{}{by}", listing(&imported)),
+        ),
+        (false, true) => (EventType::Warning, "ImportFailed", listing(&failed)),
+        (false, false) => (
+            EventType::Warning,
+            "ImportFailed",
+            format!(
+                "{}; imported meanwhile: {}{by}",
+                listing(&failed),
+                listing(&imported)
+            ),
+        ),
+    };
+    Some(Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(&note, 1000)),
+        action: "Import".into(),
+        secondary: None,
+    })
+}
+
+fn listing(items: &[String]) -> String {
+    let shown = items[..items.len().min(EVENT_TAGS)].join("; ");
+    match items.len().saturating_sub(EVENT_TAGS) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
     }
 }
 

@@ -190,6 +190,7 @@ impl TagCtx<'_> {
                     event.generation = entry.items[0].generation;
                 }
                 add_tag_event(entry, event);
+                entry.manifest_list_digest = image.manifest_list.clone();
                 entry.conditions.clear();
             }
             Err(e) => self.fail(entry, e.reason(), e.to_string()),

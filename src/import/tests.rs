@@ -84,6 +84,7 @@ fn ok(repo: &str, digest: &str) -> Result<ResolvedImage, RegistryError> {
         digest: digest.into(),
         docker_image_reference: format!("{repo}@{digest}"),
         details: None,
+        manifest_list: None,
     })
 }
 
@@ -774,4 +775,44 @@ fn image_details_are_kept_for_current_images_only() {
     let images = &s.status.as_ref().unwrap().images;
     assert_eq!(images.len(), 1);
     assert_eq!(images[0].image, B, "history items keep no metadata");
+}
+
+#[test]
+fn one_event_per_reconcile_names_the_tags_and_counts_the_rest() {
+    use super::controller::summary_event;
+    use kube::runtime::events::EventType;
+    let imported: Vec<TagChange> = (0..15)
+        .map(|i| TagChange::Imported {
+            tag: format!("t{i}"),
+            reference: format!("r/x@sha256:{i}"),
+        })
+        .collect();
+    let event = summary_event(&imported, None).unwrap();
+    assert_eq!(
+        (event.type_, event.reason.as_str()),
+        (EventType::Normal, "Imported")
+    );
+    let note = event.note.unwrap();
+    assert!(
+        note.starts_with("tag t0 now points at r/x@sha256:0; tag t1"),
+        "{note}"
+    );
+    assert!(note.ends_with("; and 5 more"), "{note}");
+
+    let mut mixed = imported[..2].to_vec();
+    mixed.push(TagChange::Failed {
+        tag: "bad".into(),
+        reason: "NotFound".into(),
+        message: "no such tag".into(),
+    });
+    let event = summary_event(&mixed, Some("distribution")).unwrap();
+    assert_eq!(
+        (event.type_, event.reason.as_str()),
+        (EventType::Warning, "ImportFailed")
+    );
+    assert_eq!(
+        event.note.unwrap(),
+        "tag bad: NotFound: no such tag; imported meanwhile: tag t0 now points at r/x@sha256:0; tag t1 now points at r/x@sha256:1 (requested by a distribution push notification)"
+    );
+    assert!(summary_event(&[], None).is_none());
 }

@@ -30,6 +30,19 @@ pub struct ImportRequest {
     pub prefer_os: Option<String>,
     /// Credentials from the stream's own namespace.
     pub keyring: Keyring,
+    /// What the tag imported last time, for a background check: when the registry's HEAD
+    /// answers with the same manifest digest, the check is done (no GET, no cache needed).
+    pub known: Option<KnownImage>,
+}
+
+/// A tag's current image as its status records it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KnownImage {
+    /// The digest the reference answered with: the image's own, or the manifest list's when
+    /// one platform was imported from a list.
+    pub manifest: String,
+    pub image: String,
+    pub docker_image_reference: String,
 }
 
 /// A tag resolved to an immutable image.
@@ -40,7 +53,10 @@ pub struct ResolvedImage {
     /// The user's repository pinned to that digest.
     pub docker_image_reference: String,
     /// Metadata for `status.images`; for a `PreserveOriginal` list, its platform entries.
+    /// `None` when the registry confirmed the known image unchanged (status keeps its metadata).
     pub details: Option<ImageDetails>,
+    /// The manifest list the image was chosen from (Legacy mode), when there was one.
+    pub manifest_list: Option<String>,
 }
 
 /// A whole-repository listing request (`spec.dockerImageRepository`, `import-image --all`).

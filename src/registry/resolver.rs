@@ -1,9 +1,10 @@
-//! The resolver: one HEAD per unchanged tag; a GET of the manifest and config blob only for
-//! digests never seen before (manifests and configs are immutable, so they are cached by
-//! digest); identical concurrent requests share one flight.
+//! The resolver: one HEAD per unchanged tag — when the HEAD digest equals what the tag's status
+//! already records, the check is done, whatever any cache holds. A GET of the manifest and
+//! config blob only for digests the tag did not have; those are cached by digest (immutable) in
+//! caches bounded in bytes, purely to save requests when many tags share an image. Identical
+//! concurrent requests share one flight.
 
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -14,7 +15,9 @@ use serde::Deserialize;
 use super::metrics::RegistryMetrics;
 use super::policy::RegistryPolicy;
 use super::transport::{Endpoint, HttpError, Transport, TransportConfig};
-use super::{ImageRef, ImageResolver, ImportRequest, ListRequest, RegistryError, ResolvedImage};
+use super::{
+    ImageRef, ImageResolver, ImportRequest, KnownImage, ListRequest, RegistryError, ResolvedImage,
+};
 use crate::api::{ImageDetails, ImageLayer, ImageManifestEntry, ImportMode};
 
 /// Docker schema 2 manifest and list, OCI manifest and index: the full Accept list, so a
@@ -36,8 +39,8 @@ pub struct ResolverConfig {
     /// Platform chosen from a manifest list in Legacy mode when the tag states no preference.
     pub default_os: String,
     pub default_arch: String,
-    /// Parsed manifests and image details kept in memory, each.
-    pub cache_entries: usize,
+    /// Approximate bytes of parsed manifests and image details kept in memory, each.
+    pub cache_bytes: usize,
 }
 
 impl Default for ResolverConfig {
@@ -46,7 +49,7 @@ impl Default for ResolverConfig {
             transport: TransportConfig::default(),
             default_os: "linux".into(),
             default_arch: "amd64".into(),
-            cache_entries: 4096,
+            cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -82,13 +85,15 @@ struct FlightKey {
     prefer_os: Option<String>,
     prefer_arch: Option<String>,
     credential: String,
+    /// A request that may stop at an unchanged HEAD answers differently from one that may not.
+    known: Option<KnownImage>,
 }
 
 struct Inner {
     config: ResolverConfig,
     transport: Transport,
-    manifests: Mutex<LruCache<String, Arc<Parsed>>>,
-    details: Mutex<LruCache<String, ImageDetails>>,
+    manifests: Mutex<ByteLru<Arc<Parsed>>>,
+    details: Mutex<ByteLru<ImageDetails>>,
     flights: Mutex<HashMap<FlightKey, Flight>>,
     /// Insecure registries that answered over plain HTTP after HTTPS failed.
     plain_http: Mutex<HashSet<String>>,
@@ -109,13 +114,13 @@ impl RegistryResolver {
         metrics: Arc<RegistryMetrics>,
     ) -> Result<Self, String> {
         let transport = Transport::new(config.transport.clone(), metrics)?;
-        let size = NonZeroUsize::new(config.cache_entries).unwrap_or(NonZeroUsize::MIN);
+        let bytes = config.cache_bytes;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 transport,
-                manifests: Mutex::new(LruCache::new(size)),
-                details: Mutex::new(LruCache::new(size)),
+                manifests: Mutex::new(ByteLru::new(bytes)),
+                details: Mutex::new(ByteLru::new(bytes)),
                 flights: Mutex::default(),
                 plain_http: Mutex::default(),
             }),
@@ -151,6 +156,7 @@ impl RegistryResolver {
                 .lookup(&req.reference)
                 .map(super::credentials::Credential::fingerprint)
                 .unwrap_or_default(),
+            known: req.known.clone(),
         };
         let flight = {
             let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -303,7 +309,18 @@ impl Inner {
                 });
             }
         }
+        if let Some(known) = req.known.as_ref().filter(|k| k.manifest == digest) {
+            return Ok(ResolvedImage {
+                digest: known.image.clone(),
+                docker_image_reference: known.docker_image_reference.clone(),
+                details: None,
+                manifest_list: (known.manifest != known.image).then(|| known.manifest.clone()),
+            });
+        }
         let top = self.manifest(ep, &digest, body).await?;
+        let list =
+            matches!(&*top, Parsed::List { .. }) && req.import_mode != ImportMode::PreserveOriginal;
+        let manifest_list = list.then(|| digest.clone());
         let (digest, details) = match &*top {
             Parsed::List {
                 media_type,
@@ -339,6 +356,7 @@ impl Inner {
             docker_image_reference: image.pinned(&digest),
             digest,
             details: Some(details),
+            manifest_list,
         })
     }
 
@@ -365,7 +383,7 @@ impl Inner {
         };
         let parsed = Arc::new(parse_manifest(&body, &media_type)?);
         self.lock_manifests()
-            .put(digest.to_string(), parsed.clone());
+            .put(digest.to_string(), parsed.clone(), body.len());
         Ok(parsed)
     }
 
@@ -402,7 +420,9 @@ impl Inner {
                 .await?;
             apply_config(&mut details, &blob)?;
         }
-        self.lock_details().put(digest.to_string(), details.clone());
+        let weight = serde_json::to_vec(&details).map_or(0, |v| v.len());
+        self.lock_details()
+            .put(digest.to_string(), details.clone(), weight);
         Ok(details)
     }
 
@@ -419,12 +439,52 @@ impl Inner {
         self.plain_http.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, LruCache<String, Arc<Parsed>>> {
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, ByteLru<Arc<Parsed>>> {
         self.manifests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_details(&self) -> std::sync::MutexGuard<'_, LruCache<String, ImageDetails>> {
+    fn lock_details(&self) -> std::sync::MutexGuard<'_, ByteLru<ImageDetails>> {
         self.details.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An LRU map by digest whose budget is bytes, not entries: one huge image cannot push out
+/// thousands of small ones unnoticed, and memory stays bounded whatever the images weigh.
+struct ByteLru<V> {
+    entries: LruCache<String, (V, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<V: Clone> ByteLru<V> {
+    fn new(budget: usize) -> Self {
+        Self {
+            entries: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&V> {
+        self.entries.get(key).map(|(v, _)| v)
+    }
+
+    /// `weight`: the entry's approximate size in bytes (its key is added).
+    fn put(&mut self, key: String, value: V, weight: usize) {
+        let weight = weight + key.len();
+        if weight > self.budget {
+            return;
+        }
+        if let Some((_, old)) = self.entries.put(key, (value, weight)) {
+            self.bytes -= old;
+        }
+        self.bytes += weight;
+        while self.bytes > self.budget {
+            match self.entries.pop_lru() {
+                Some((_, (_, w))) => self.bytes -= w,
+                None => break,
+            }
+        }
     }
 }
 

@@ -540,22 +540,29 @@ pub struct FaultProxy {
     pub addr: String,
     rules: std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>,
     pub forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// (method, path) of every request that reached the proxy, in order.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl FaultProxy {
     pub fn start(upstream: &str) -> Self {
         let rules: std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>> = Default::default();
         let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
         let upstream = upstream.to_string();
-        let (r, f) = (rules.clone(), forwarded.clone());
+        let (r, f, log) = (rules.clone(), forwarded.clone(), seen.clone());
         let addr = spawn_server(move |mut stream| {
             let rules = r.clone();
             let forwarded = f.clone();
+            let log = log.clone();
             let upstream = upstream.clone();
             async move {
                 let Some(head) = read_head(&mut stream).await else {
                     return;
                 };
+                log.lock()
+                    .unwrap()
+                    .push((head.method.clone(), head.path.clone()));
                 let fault = rules
                     .lock()
                     .unwrap()
@@ -575,7 +582,17 @@ impl FaultProxy {
             addr,
             rules,
             forwarded,
+            seen,
         }
+    }
+
+    /// Requests seen so far by method, e.g. `{"HEAD": 20, "GET": 40}`.
+    pub fn methods(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for (m, _) in self.seen.lock().unwrap().iter() {
+            *out.entry(m.clone()).or_insert(0) += 1;
+        }
+        out
     }
 
     pub fn fail(&self, pattern: &str, fault: Fault) {
