@@ -389,3 +389,61 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     assert!(requests.is_empty(), "identical failure: no write, no event");
     assert_eq!(resolver.asked.lock().unwrap().len(), 1);
 }
+
+/// The version of the stream that our status write produces has no repository-check annotation
+/// yet (that patch follows). A reconcile that sees exactly that version must not take it for a
+/// request to re-import everything; a later version without the annotation (a user removed it)
+/// still is one.
+#[tokio::test]
+async fn the_version_between_our_two_writes_does_not_re_import() {
+    let Harness {
+        ctx,
+        resolver,
+        mut handle,
+    } = harness();
+    *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let mut first = stream(None, false, false);
+    first.metadata.resource_version = Some("6".into());
+    let mut between = stream(Some(imported_status()), false, false);
+    between.metadata.resource_version = Some("7".into());
+    let between_json = serde_json::to_value(&between).unwrap();
+
+    let task = tokio::spawn(reconcile(Arc::new(first), ctx.clone()));
+    for _ in 0..3 {
+        expect(&mut handle, &between_json, |_, _, _| {}).await;
+    }
+    task.await.unwrap().expect("first reconcile");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 1);
+
+    // The watch delivers the in-between version: nothing to import, nothing to write.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile(Arc::new(between.clone()), ctx.clone()),
+    )
+    .await
+    .expect("the in-between version made an API request (a re-import)")
+    .expect("second reconcile");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 1, "no re-import");
+
+    // A user removing the annotation later (a new version) is honoured.
+    let mut removed = between;
+    removed.metadata.resource_version = Some("9".into());
+    let removed_json = serde_json::to_value(&removed).unwrap();
+    let task = tokio::spawn(reconcile(Arc::new(removed), ctx));
+    expect(&mut handle, &removed_json, |m, u, _| {
+        assert_eq!(
+            (m, u),
+            (
+                &Method::PATCH,
+                "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python?"
+            )
+        )
+    })
+    .await;
+    task.await.unwrap().expect("third reconcile");
+    assert_eq!(
+        resolver.asked.lock().unwrap().len(),
+        2,
+        "re-imported on request"
+    );
+}

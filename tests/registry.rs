@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{install_crypto, Fault, FaultProxy, Registry, TokenServer};
 use imagestream_operator::api::ImportMode;
+use imagestream_operator::registry::metrics::RequestLabels;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{
@@ -104,6 +105,21 @@ async fn plain_http_registry_needs_the_insecure_flag() {
         ))
         .await
         .is_ok());
+    // The failed HTTPS attempt before the fallback is counted as what it is, not as an error.
+    let count = |method: &str, outcome: &str| {
+        insecure_registry
+            .metrics()
+            .requests
+            .get_or_create(&RequestLabels {
+                registry: reg.addr.clone(),
+                method: method.into(),
+                outcome: outcome.into(),
+            })
+            .get()
+    };
+    assert_eq!(count("HEAD", "https_fallback"), 1);
+    assert_eq!(count("HEAD", "error"), 0);
+    assert_eq!(count("HEAD", "200"), 1);
 }
 
 #[tokio::test]

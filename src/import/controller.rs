@@ -87,6 +87,8 @@ pub struct Context {
     pub settings: Settings,
     retries: Mutex<HashMap<(String, String), RetryState>>,
     credentials_seen: Mutex<HashMap<String, String>>,
+    /// Stream UID → resourceVersion of our status write whose annotation patch follows.
+    pending_check: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -112,7 +114,12 @@ impl Context {
             settings,
             retries: Mutex::default(),
             credentials_seen: Mutex::default(),
+            pending_check: Mutex::default(),
         }
+    }
+
+    fn lock_pending_check(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.pending_check.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn keyring(&self, namespace: &str) -> Keyring {
@@ -136,6 +143,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let name = stream.name_any();
     let key = format!("{namespace}/{name}");
     let now = Instant::now();
+    let stream = settled(&ctx, stream);
     let keyring = ctx.keyring(&namespace);
 
     let (hints, throttled) = hints_for(&ctx, &stream, &key, &keyring, now);
@@ -160,13 +168,17 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
 
     let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
     let changed = stream.status.clone().unwrap_or_default() != resolution.status;
-    if changed {
-        write_status(&api, &name, &resolution.status).await?;
-    }
+    let written = match changed {
+        true => Some(write_status(&api, &name, &resolution.status).await?),
+        false => None,
+    };
     let check_missing = stream
         .annotation(DOCKER_REPOSITORY_CHECK)
         .is_none_or(str::is_empty);
     if (!outcomes.is_empty() || repository.is_some()) && (changed || check_missing) {
+        if let (Some(rv), Some(uid)) = (written, stream.uid()) {
+            ctx.lock_pending_check().insert(uid, rv);
+        }
         mark_repository_checked(&api, &name).await?;
     }
     report(&ctx, &stream, &resolution.changes).await;
@@ -174,6 +186,26 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     Ok(Action::requeue(next_wakeup(
         &ctx, &stream, &key, throttled, now,
     )))
+}
+
+/// Between our status write and our annotation patch, the stream exists in a version with the
+/// new status but without the repository-check annotation. Seen as is, that version reads as a
+/// request for a full re-import; the version our status write produced is therefore read with
+/// the annotation it is about to get, so no write's effect depends on the order of two.
+fn settled(ctx: &Context, stream: Arc<ImageStream>) -> Arc<ImageStream> {
+    let uid = stream.uid().unwrap_or_default();
+    let mut pending = ctx.lock_pending_check();
+    let Some(rv) = pending.get(&uid) else {
+        return stream;
+    };
+    if stream.resource_version().as_ref() != Some(rv) {
+        pending.remove(&uid);
+        return stream;
+    }
+    let mut view = (*stream).clone();
+    view.annotations_mut()
+        .insert(DOCKER_REPOSITORY_CHECK.into(), "pending".into());
+    Arc::new(view)
 }
 
 /// What the controller remembers that status does not: schedule, backoff, credential changes.
@@ -428,23 +460,25 @@ fn log_outcome(
     }
 }
 
+/// Server-side apply of the whole status; returns the resourceVersion it produced.
 async fn write_status(
     api: &Api<ImageStream>,
     name: &str,
     status: &ImageStreamStatus,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let patch = json!({
         "apiVersion": "image.openshift.io/v1",
         "kind": "ImageStream",
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.resource_version().unwrap_or_default())
 }
 
 async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(), Error> {

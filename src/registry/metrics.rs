@@ -14,7 +14,8 @@ use prometheus_client::registry::{Registry, Unit};
 pub struct RequestLabels {
     pub registry: String,
     pub method: String,
-    /// HTTP status code, or `error` when no response arrived.
+    /// HTTP status code; `error` when no response arrived; `https_fallback` when an insecure
+    /// registry's HTTPS attempt could not connect and plain HTTP is tried next (by design).
     pub outcome: String,
 }
 

@@ -335,13 +335,19 @@ impl Transport {
             .headers(headers)
             .send()
             .await;
+        let result = result.map_err(transport_error);
         let outcome = match &result {
             Ok(r) => r.status().as_u16().to_string(),
+            // An insecure registry's HTTPS attempt that cannot connect is the first step of the
+            // designed fallback to plain HTTP, not a registry error.
+            Err(e) if ep.skip_verify && !ep.plain_http && e.is_connection() => {
+                "https_fallback".to_string()
+            }
             Err(_) => "error".to_string(),
         };
         self.metrics
             .record(&ep.registry, method.as_str(), &outcome, started.elapsed());
-        result.map_err(transport_error)
+        result
     }
 
     /// The Authorization header to send first: a cached token for this scope, or basic
