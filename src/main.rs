@@ -4,6 +4,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use imagestream_operator::admission::server::Certificate;
 use imagestream_operator::admission::shared_certificate;
+use imagestream_operator::api::cache::StreamCache;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
 use imagestream_operator::ops::{server, Health};
@@ -251,21 +252,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ..settings
     };
     let server = server::serve(args.metrics_addr, health.clone());
+    // One ImageStream watch for the process: the webhook (every replica) and, on the leader,
+    // the import and trigger controllers read the same store.
+    let (cache, cache_driver) = StreamCache::new(client.clone());
+    {
+        let (cache, health) = (cache.clone(), health.clone());
+        tokio::spawn(async move {
+            cache.synced().await;
+            health.cache_synced_once("streams");
+        });
+    }
     // The webhook runs on every replica, leader or not: the Service may route to any of them.
     let admission_client = client.clone();
+    let admission_cache = cache.clone();
     let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
     let disable_triggers = args.disable_triggers;
     let work = {
         let (client, health) = (client.clone(), health.clone());
         move || async move {
-            let imports = controller::run(client.clone(), resolver, scheduler, settings);
+            let imports = controller::run_shared(
+                client.clone(),
+                cache.clone(),
+                resolver,
+                scheduler,
+                settings,
+            );
             if disable_triggers {
                 return imports.await;
             }
             // The import controller stops on SIGTERM; the trigger controller stops with it.
             tokio::select! {
                 r = imports => r,
-                r = imagestream_operator::triggers::controller::run(client, Some(health)) => r,
+                r = imagestream_operator::triggers::controller::run_shared(client, cache, Some(health)) => r,
             }
         }
     };
@@ -315,8 +333,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 (cert, Some(args.admission_webhook_configuration.clone()))
             }
         };
-        imagestream_operator::admission::run(
+        imagestream_operator::admission::run_shared(
             admission_client,
+            admission_cache,
             addr,
             cert,
             inject,
@@ -328,6 +347,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         r = controllers => r,
         r = server => r,
         r = admission => r,
+        () = cache_driver => Ok(()),
     }
 }
 

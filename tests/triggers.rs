@@ -348,7 +348,7 @@ async fn objects_owned_by_a_controller_make_no_request_and_no_event() {
             );
             assert!(seen.is_empty(), "{kind:?} owned by {owner} made requests");
             assert_eq!(
-                ctx.observe(kind, obj),
+                ctx.observe(kind, &obj.metadata),
                 None,
                 "{kind:?} owned by {owner} stays out of the index"
             );
@@ -373,7 +373,7 @@ async fn a_non_controller_owner_does_not_stop_the_trigger() {
     if let Some(refs) = obj.metadata.owner_references.as_mut() {
         refs[0].controller = Some(false);
     }
-    assert!(ctx.observe(Kind::Deployment, obj.clone()).is_some());
+    assert!(ctx.observe(Kind::Deployment, &obj.metadata).is_some());
     let (fired, seen) = evaluate(
         &ctx,
         &mut handle,
@@ -384,4 +384,26 @@ async fn a_non_controller_owner_does_not_stop_the_trigger() {
     .await;
     assert!(matches!(fired, Fired::Patched(_)), "{fired:?}");
     assert_eq!(seen[0].method, Method::PATCH);
+}
+
+/// A 409 on the patch (the workload changed in between, often only its status) is reported as a
+/// conflict, so the caller reads the workload again rather than waiting for a spec change.
+#[tokio::test]
+async fn a_conflicting_patch_asks_for_another_read() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let obj = workload(Kind::Deployment, &trigger(""), "example:old");
+    let task = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { reconcile_workload(&ctx, &key(Kind::Deployment), &obj).await })
+    };
+    let (req, send) = handle.next_request().await.expect("a patch");
+    assert_eq!(req.method(), Method::PATCH);
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified"});
+    send.send_response(
+        Response::builder()
+            .status(409)
+            .body(Body::from(serde_json::to_vec(&conflict).unwrap()))
+            .unwrap(),
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Fired::Conflict);
 }

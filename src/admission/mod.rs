@@ -9,21 +9,37 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt as _};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::api::ImageStream;
+use crate::api::cache::{StreamCache, StreamEvent};
 use crate::notify::TargetIndex;
 use server::{Admission, Certificate};
 
 /// Name of the MutatingWebhookConfiguration the chart installs.
 pub const WEBHOOK_CONFIGURATION: &str = "imagestream-operator";
 
-/// Runs on every replica (the Service may send a request to any of them), with its own stream
-/// cache so answers never wait for an API call.
+/// Runs on every replica (the Service may send a request to any of them) on a stream cache of its
+/// own (tests, standalone use); the operator shares its one cache through [`run_shared`].
 pub async fn run(
     client: Client,
+    addr: SocketAddr,
+    cert: Certificate,
+    inject: Option<String>,
+    notify: Option<crate::notify::NotifyConfig>,
+) -> anyhow::Result<()> {
+    let (cache, driver) = StreamCache::new(client.clone());
+    tokio::select! {
+        () = driver => Ok(()),
+        r = run_shared(client, cache, addr, cert, inject, notify) => r,
+    }
+}
+
+/// Serves the webhook (and the notification receiver) from the shared stream cache, so answers
+/// never wait for an API call.
+pub async fn run_shared(
+    client: Client,
+    cache: StreamCache,
     addr: SocketAddr,
     cert: Certificate,
     inject: Option<String>,
@@ -41,36 +57,36 @@ pub async fn run(
             }
         });
     }
-    let (store, writer) = reflector::store();
     let index: Arc<Mutex<TargetIndex>> = Arc::default();
     let indexed = index.clone();
-    let cache = reflector(
-        writer,
-        watcher(
-            Api::<ImageStream>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .for_each(move |event| {
+    let changes = cache.subscribe();
+    let existing = cache.store().state();
+    {
+        let mut index = indexed.lock().unwrap_or_else(|p| p.into_inner());
+        for s in existing {
+            index.update(&s);
+        }
+    }
+    let maintain = changes.for_each(move |event| {
         let mut index = indexed.lock().unwrap_or_else(|p| p.into_inner());
         match event {
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => index.update(&s),
-            Ok(watcher::Event::Delete(s)) => {
+            StreamEvent::Applied(s) => index.update(&s),
+            StreamEvent::Deleted(s) => {
                 index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
             }
-            _ => {}
         }
         futures::future::ready(())
     });
-    let mut app = server::router(Admission { streams: store });
+    let mut app = server::router(Admission {
+        streams: cache.store(),
+    });
     if let Some(config) = notify {
         let requester = Arc::new(crate::notify::ApiRequester { client });
         let receiver = crate::notify::Receiver::new(config, index, requester);
         app = app.merge(crate::notify::router(receiver));
     }
     tokio::select! {
-        () = cache => Ok(()),
+        () = maintain => Ok(()),
         r = server::serve_router(addr, cert, app) => r,
     }
 }

@@ -2,6 +2,7 @@
 //! manifests written for OpenShift apply unchanged. Semantics live in `import/`; this module only
 //! describes shapes, defaults and static validation (which the CRD schema enforces at apply time).
 
+pub mod cache;
 mod consts;
 mod stream;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
+use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{
     ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
     PREFER_ARCH, PREFER_OS,
@@ -695,9 +696,25 @@ fn dependents(
         .collect()
 }
 
-/// Run the controller until SIGTERM/SIGINT; in-flight reconciles finish first.
+/// Run the controller on a stream cache of its own (tests, standalone use); the operator shares
+/// one cache between all its parts through [`run_shared`].
 pub async fn run(
     client: Client,
+    resolver: Arc<dyn ImageResolver>,
+    scheduler: Scheduler,
+    settings: Settings,
+) -> anyhow::Result<()> {
+    let (cache, driver) = StreamCache::new(client.clone());
+    tokio::select! {
+        () = driver => Ok(()),
+        r = run_shared(client, cache, resolver, scheduler, settings) => r,
+    }
+}
+
+/// Run the controller until SIGTERM/SIGINT; in-flight reconciles finish first.
+pub async fn run_shared(
+    client: Client,
+    cache: StreamCache,
     resolver: Arc<dyn ImageResolver>,
     scheduler: Scheduler,
     settings: Settings,
@@ -722,26 +739,33 @@ pub async fn run(
         secret_stores.push(reader);
         secret_events.push(events.boxed());
     }
-    // Our own reflector rather than Controller::new: readiness is read off the event stream.
-    // (Awaiting the store's wait_until_ready() beside the Controller never returns: the store's
-    // readiness signal wakes only its most recent waiter, and the Controller waits on it too.)
-    let (store, writer) = reflector::store();
-    let health = settings.health.clone();
-    let events = reflector(
-        writer,
-        watcher(streams, watcher::Config::default().any_semantic()),
-    )
-    .inspect(move |e| {
-        if let (Ok(watcher::Event::InitDone), Some(health)) = (e, &health) {
-            health.cache_synced_once("import");
-        }
-    })
-    .applied_objects();
-    let controller = Controller::for_stream(events, store.clone()).with_config(
+    // The Controller's runner waits for the store to be ready, and the store's readiness signal
+    // wakes only its latest waiter: start once the cache has synced, so nobody has to wait.
+    cache.synced().await;
+    let store = cache.store();
+    // Everything already listed, then every change (a stream seen twice is reconciled once).
+    let changes = cache.subscribe();
+    let triggers = futures::stream::iter(store.state()).chain(changes.filter_map(|e| {
+        futures::future::ready(match e {
+            StreamEvent::Applied(s) => Some(s),
+            StreamEvent::Deleted(_) => None,
+        })
+    }));
+    // Streams that copy from or alias a changed stream react to it.
+    let by_source = store.clone();
+    let dependents_of = cache.subscribe().flat_map(move |e| {
+        let (StreamEvent::Applied(s) | StreamEvent::Deleted(s)) = e;
+        let refs = dependents(
+            &by_source,
+            &s.namespace().unwrap_or_default(),
+            &s.name_any(),
+        );
+        futures::stream::iter(refs)
+    });
+    let controller = Controller::for_shared_stream(triggers, store.clone()).with_config(
         kube::runtime::controller::Config::default().concurrency(settings.concurrency),
     );
     let by_namespace = store.clone();
-    let by_source = store.clone();
     let ctx = Arc::new(Context::new(
         client.clone(),
         resolver,
@@ -750,7 +774,6 @@ pub async fn run(
         scheduler,
         settings,
     ));
-    let meta: Api<PartialObjectMeta<ImageStream>> = Api::all(client);
     controller
         .watches_stream(
             futures::stream::select_all(secret_events),
@@ -764,13 +787,7 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
-        .watches(meta, watcher::Config::default(), move |m| {
-            dependents(
-                &by_source,
-                &m.namespace().unwrap_or_default(),
-                &m.name_any(),
-            )
-        })
+        .reconcile_on(dependents_of)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

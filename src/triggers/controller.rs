@@ -4,18 +4,21 @@
 //! error.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::channel::mpsc;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, PartialObjectMeta};
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::{reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +30,7 @@ use super::index::{TriggerIndex, WorkloadKey};
 use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
+use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{ImageStream, TRIGGERS};
 
 /// Field manager recorded for the image fields triggers write (for GitOps ignore rules).
@@ -68,6 +72,8 @@ type AccessKey = (String, String, String, String);
 pub enum Fired {
     Patched(Vec<ImageUpdate>),
     Unchanged,
+    /// The workload changed between reading and patching (409): evaluate the new version.
+    Conflict,
     Skipped(String),
 }
 
@@ -83,6 +89,8 @@ pub struct TriggerContext {
     /// Workloads with a cross-namespace trigger the last evaluation found forbidden: they are
     /// evaluated again once the denial expires, so a grant takes effect with nothing touched.
     denied: Mutex<HashSet<WorkloadKey>>,
+    /// Consecutive failed evaluations per workload, for the backoff.
+    failures: Mutex<HashMap<WorkloadKey, u32>>,
 }
 
 impl TriggerContext {
@@ -100,7 +108,12 @@ impl TriggerContext {
             access: Mutex::default(),
             told: Mutex::default(),
             denied: Mutex::default(),
+            failures: Mutex::default(),
         }
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the last evaluation of `key` found a cross-namespace trigger forbidden.
@@ -124,22 +137,28 @@ impl TriggerContext {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records (or forgets) a workload in the fan-out index; true when it carries triggers.
-    pub fn observe(&self, kind: Kind, obj: DynamicObject) -> Option<WorkloadKey> {
+    /// Records (or forgets) a workload in the fan-out index; its key when it carries triggers
+    /// and no controller owns it.
+    pub fn observe(&self, kind: Kind, meta: &ObjectMeta) -> Option<WorkloadKey> {
         let key = WorkloadKey {
             kind,
-            namespace: obj.namespace().unwrap_or_default(),
-            name: obj.name_any(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
         };
-        let owned = owned_by_controller(obj.owner_references());
-        let Some(annotation) = obj.annotations().get(TRIGGERS).filter(|_| !owned).cloned() else {
+        let owned = owned_by_controller(meta.owner_references.as_deref().unwrap_or_default());
+        let annotation = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRIGGERS))
+            .filter(|_| !owned);
+        let Some(annotation) = annotation else {
             self.forget(&key);
             return None;
         };
-        let tags = parse(&annotation, kind)
+        let tags = parse(annotation, kind)
             .map(|ts| ts.iter().map(|t| t.tag_key(&key.namespace)).collect())
             .unwrap_or_default();
-        self.lock_index().upsert(key.clone(), Arc::new(obj), tags);
+        self.lock_index().upsert(key.clone(), tags);
         Some(key)
     }
 
@@ -379,8 +398,8 @@ async fn patch(
         .await
     {
         Ok(_) => {}
-        // Changed since we looked: the watch delivers the new version and we decide again.
-        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Fired::Unchanged),
+        // Changed since we looked (often only its status): read it again and decide again.
+        Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Fired::Conflict),
         Err(e) => {
             ctx.warn_once(
                 key,
@@ -427,54 +446,6 @@ async fn patch(
     Ok(Fired::Patched(updates))
 }
 
-/// Coalescing work queue: a workload queued twice before it is evaluated is evaluated once.
-struct Queue {
-    tx: mpsc::UnboundedSender<WorkloadKey>,
-    pending: Mutex<HashSet<WorkloadKey>>,
-    /// Keys with a delayed push under way (one timer per key).
-    delayed: Mutex<HashSet<WorkloadKey>>,
-}
-
-impl Queue {
-    fn push_after(self: &Arc<Self>, key: WorkloadKey, delay: Duration) {
-        if !self
-            .delayed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
-            return;
-        }
-        let queue = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue
-                .delayed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
-            queue.push(key);
-        });
-    }
-
-    fn push(&self, key: WorkloadKey) {
-        if self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
-            let _ = self.tx.unbounded_send(key);
-        }
-    }
-    fn take(&self, key: &WorkloadKey) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-}
-
 /// Pull specs per `namespace/stream:tag` from a stream, to notice which tags moved.
 fn heads(stream: &ImageStream) -> Vec<(String, Option<String>)> {
     let ns = stream.namespace().unwrap_or_default();
@@ -487,95 +458,252 @@ fn heads(stream: &ImageStream) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> anyhow::Result<()> {
-    let (store, writer) = reflector::store();
-    if let Some(health) = health {
-        let synced = store.clone();
-        tokio::spawn(async move {
-            if synced.wait_until_ready().await.is_ok() {
-                health.cache_synced();
-            }
-        });
-    }
-    let ctx = Arc::new(TriggerContext::new(client.clone(), store));
-    let (tx, rx) = mpsc::unbounded();
-    let queue = Arc::new(Queue {
-        tx,
-        pending: Mutex::default(),
-        delayed: Mutex::default(),
-    });
+/// Why an evaluation could not finish (it is retried with a per-workload backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+}
 
-    let seen: Mutex<HashMap<String, Option<String>>> = Mutex::default();
-    let streams = reflector(
-        writer,
-        watcher(
-            Api::<ImageStream>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|s| {
-        if let Ok(stream) = s {
-            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-            for (tag, spec) in heads(&stream) {
-                if seen.get(&tag) != Some(&spec) {
-                    seen.insert(tag.clone(), spec);
-                    for w in ctx.lock_index().dependents(&tag) {
-                        queue.push(w);
+type Meta = PartialObjectMeta<DynamicObject>;
+
+/// Run the controller on a stream cache of its own (tests, standalone use); the operator shares
+/// one cache through [`run_shared`].
+pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> anyhow::Result<()> {
+    let (cache, driver) = StreamCache::new(client.clone());
+    tokio::select! {
+        () = driver => Ok(()),
+        r = run_shared(client, cache, health) => r,
+    }
+}
+
+/// One kube-runtime Controller per workload kind over a metadata-only watch: objects without the
+/// trigger annotation, or owned by a controller, are dropped before they reach a store, so they
+/// cost (almost) nothing; annotated ones are fetched in full only when evaluated. Tag moves in
+/// the shared stream cache are fanned out to the workloads that follow them.
+pub async fn run_shared(
+    client: Client,
+    cache: StreamCache,
+    health: Option<Arc<crate::ops::Health>>,
+) -> anyhow::Result<()> {
+    cache.synced().await;
+    let ctx = Arc::new(TriggerContext::new(client.clone(), cache.store()));
+    let mut senders = HashMap::new();
+    let mut controllers = Vec::new();
+    let synced = Arc::new(AtomicUsize::new(0));
+    for kind in Kind::ALL {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        senders.insert(kind, tx);
+        let ready = {
+            let (synced, health) = (synced.clone(), health.clone());
+            move || {
+                if synced.fetch_add(1, Ordering::SeqCst) + 1 == Kind::ALL.len() {
+                    if let Some(h) = &health {
+                        h.cache_synced_once("workloads");
                     }
                 }
             }
-        }
-        futures::future::ready(())
-    });
-
-    let watches = Kind::ALL.map(|kind| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |e| (kind, e))
-            .boxed()
-    });
-    let workloads = futures::stream::select_all(watches).for_each(|(kind, event)| {
-        match event {
-            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
-                if let Some(key) = ctx.observe(kind, obj) {
-                    queue.push(key);
-                }
-            }
-            Ok(watcher::Event::Delete(obj)) => ctx.forget(&WorkloadKey {
-                kind,
-                namespace: obj.namespace().unwrap_or_default(),
-                name: obj.name_any(),
-            }),
-            Ok(_) => {}
-            Err(e) => warn!(kind = kind.name(), error = %e, "workload watch failed; retrying"),
-        }
-        futures::future::ready(())
-    });
-
-    let worker = rx.for_each_concurrent(8, |key: WorkloadKey| {
-        let ctx = ctx.clone();
-        let queue = queue.clone();
-        async move {
-            queue.take(&key);
-            let Some(obj) = ctx.lock_index().get(&key) else {
-                return;
-            };
-            if let Err(e) = reconcile_workload(&ctx, &key, &obj).await {
-                warn!(workload = %key, error = %e, "trigger evaluation failed; retrying in 10s");
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                queue.push(key);
-            } else if ctx.awaiting_grant(&key) {
-                queue.push_after(key, DENIED_TTL);
-            }
-        }
-    });
+        };
+        controllers.push(kind_controller(&client, kind, ctx.clone(), rx, ready).boxed());
+    }
+    let fan_out = fan_out(cache.subscribe(), ctx.clone(), senders);
     tokio::select! {
-        _ = streams => {}
-        _ = workloads => {}
-        _ = worker => {}
+        () = fan_out => {}
+        _ = futures::future::join_all(controllers) => {}
     }
     Ok(())
+}
+
+/// Sends each workload that follows a moved tag to its kind's controller.
+async fn fan_out(
+    changes: futures::channel::mpsc::UnboundedReceiver<StreamEvent>,
+    ctx: Arc<TriggerContext>,
+    senders: HashMap<Kind, futures::channel::mpsc::UnboundedSender<ObjectRef<Meta>>>,
+) {
+    let mut seen: HashMap<String, Option<String>> = HashMap::new();
+    for stream in ctx.streams.state() {
+        seen.extend(heads(&stream));
+    }
+    changes
+        .for_each(|event| {
+            if let StreamEvent::Applied(stream) = event {
+                for (tag, spec) in heads(&stream) {
+                    if seen.get(&tag) == Some(&spec) {
+                        continue;
+                    }
+                    seen.insert(tag.clone(), spec);
+                    for w in ctx.lock_index().dependents(&tag) {
+                        if let Some(tx) = senders.get(&w.kind) {
+                            let r = ObjectRef::new_with(&w.name, w.kind.api_resource())
+                                .within(&w.namespace);
+                            let _ = tx.unbounded_send(r);
+                        }
+                    }
+                }
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// The metadata watch of one kind, filtered and slimmed before its store, driving a Controller.
+async fn kind_controller(
+    client: &Client,
+    kind: Kind,
+    ctx: Arc<TriggerContext>,
+    moved: futures::channel::mpsc::UnboundedReceiver<ObjectRef<Meta>>,
+    ready: impl Fn() + Send + 'static,
+) {
+    let ar = kind.api_resource();
+    // Metadata only: the annotation is all the watch needs.
+    let api: Api<Meta> = Api::all_with(client.clone(), &ar);
+    let writer: Writer<Meta> = Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let admit = ctx.clone();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map_ok(move |event| admit.admit(kind, event))
+        .inspect(move |e| match e {
+            Ok(watcher::Event::InitDone) => ready(),
+            Err(error) => warn!(kind = kind.name(), %error, "workload watch failed; retrying"),
+            Ok(_) => {}
+        });
+    // Re-evaluate on a change of the spec (generation) or of the trigger annotation, not on
+    // every status update.
+    let changes = reflector(writer, events)
+        .applied_objects()
+        .predicate_filter(evaluation_inputs, Default::default());
+    Controller::for_stream_with(changes, reader, ar)
+        .reconcile_on(moved)
+        .run(
+            move |meta, ctx| reconcile_meta(kind, meta, ctx),
+            move |meta, error, ctx| error_policy(kind, meta, error, ctx),
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+/// What a metadata change must differ in to be worth evaluating.
+fn evaluation_inputs(meta: &Meta) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match meta.metadata.generation {
+        Some(g) => g.hash(&mut h),
+        // Pods have no generation: any change may be to an image.
+        None => meta.metadata.resource_version.hash(&mut h),
+    }
+    meta.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TRIGGERS))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+impl TriggerContext {
+    /// Keeps only annotated, unowned workloads, slimmed to what evaluation needs; everything else
+    /// becomes a deletion, so it leaves (or never enters) the store and the index.
+    fn admit(&self, kind: Kind, event: watcher::Event<Meta>) -> watcher::Event<Meta> {
+        match event {
+            watcher::Event::Apply(m) => self.keep(kind, m, watcher::Event::Apply),
+            watcher::Event::InitApply(m) => self.keep(kind, m, watcher::Event::InitApply),
+            watcher::Event::Delete(m) => {
+                self.forget(&WorkloadKey {
+                    kind,
+                    namespace: m.metadata.namespace.clone().unwrap_or_default(),
+                    name: m.metadata.name.clone().unwrap_or_default(),
+                });
+                watcher::Event::Delete(m)
+            }
+            other => other,
+        }
+    }
+
+    fn keep(
+        &self,
+        kind: Kind,
+        mut m: Meta,
+        applied: fn(Meta) -> watcher::Event<Meta>,
+    ) -> watcher::Event<Meta> {
+        if self.observe(kind, &m.metadata).is_none() {
+            return watcher::Event::Delete(slim(m));
+        }
+        m.metadata.managed_fields = None;
+        m.metadata.labels = None;
+        if let Some(a) = m.metadata.annotations.as_mut() {
+            a.retain(|k, _| k == TRIGGERS);
+        }
+        applied(m)
+    }
+}
+
+/// An object's identity only (what a deletion from the store needs).
+fn slim(m: Meta) -> Meta {
+    let mut metadata = ObjectMeta::default();
+    metadata.name = m.metadata.name;
+    metadata.namespace = m.metadata.namespace;
+    PartialObjectMeta {
+        types: m.types,
+        metadata,
+        _phantom: Default::default(),
+    }
+}
+
+const CONFLICT_RETRIES: usize = 5;
+
+/// Fetch the annotated workload and evaluate it.
+async fn reconcile_meta(
+    kind: Kind,
+    meta: Arc<Meta>,
+    ctx: Arc<TriggerContext>,
+) -> Result<Action, Error> {
+    let key = WorkloadKey {
+        kind,
+        namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+        name: meta.metadata.name.clone().unwrap_or_default(),
+    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &key.namespace, &kind.api_resource());
+    // A conflict is usually the workload's own controller writing its status between our read
+    // and our patch; that is no spec change the watch would report, so read it again here.
+    let mut fired = Fired::Conflict;
+    for _ in 0..CONFLICT_RETRIES {
+        let Some(obj) = api.get_opt(&key.name).await? else {
+            return Ok(Action::await_change());
+        };
+        fired = reconcile_workload(&ctx, &key, &obj).await?;
+        tracing::debug!(workload = %key, ?fired, "trigger evaluated");
+        if fired != Fired::Conflict {
+            break;
+        }
+    }
+    if fired == Fired::Conflict {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    ctx.lock_failures().remove(&key);
+    Ok(match ctx.awaiting_grant(&key) {
+        true => Action::requeue(DENIED_TTL),
+        false => Action::await_change(),
+    })
+}
+
+/// Per-workload exponential backoff: 5 s doubling to 5 minutes.
+fn error_policy(kind: Kind, meta: Arc<Meta>, error: &Error, ctx: Arc<TriggerContext>) -> Action {
+    let key = WorkloadKey {
+        kind,
+        namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+        name: meta.metadata.name.clone().unwrap_or_default(),
+    };
+    let attempts = {
+        let mut failures = ctx.lock_failures();
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = Duration::from_secs(5)
+        .saturating_mul(1 << attempts.min(6))
+        .min(Duration::from_secs(300));
+    warn!(workload = %key, %error, ?delay, "trigger evaluation failed; retrying");
+    Action::requeue(delay)
 }

@@ -1,11 +1,8 @@
-//! The fan-out index: `namespace/stream:tag` → the annotated workloads that reference it, and the
-//! annotated workloads themselves. Only annotated workloads are ever stored, so memory follows
-//! the number of triggers, not the number of workloads in the cluster.
+//! The fan-out index: `namespace/stream:tag` → the annotated workloads that reference it. Only
+//! keys of annotated workloads are stored, so memory follows the number of triggers, not the
+//! number of workloads in the cluster.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-
-use kube::core::DynamicObject;
 
 use super::workload::Kind;
 
@@ -25,12 +22,12 @@ impl std::fmt::Display for WorkloadKey {
 #[derive(Default)]
 pub struct TriggerIndex {
     by_tag: HashMap<String, BTreeSet<WorkloadKey>>,
-    workloads: HashMap<WorkloadKey, (Arc<DynamicObject>, Vec<String>)>,
+    workloads: HashMap<WorkloadKey, Vec<String>>,
 }
 
 impl TriggerIndex {
     /// Records an annotated workload and the tags it follows (replacing what it followed before).
-    pub fn upsert(&mut self, key: WorkloadKey, obj: Arc<DynamicObject>, tags: Vec<String>) {
+    pub fn upsert(&mut self, key: WorkloadKey, tags: Vec<String>) {
         self.remove(&key);
         for t in &tags {
             self.by_tag
@@ -38,11 +35,11 @@ impl TriggerIndex {
                 .or_default()
                 .insert(key.clone());
         }
-        self.workloads.insert(key, (obj, tags));
+        self.workloads.insert(key, tags);
     }
 
     pub fn remove(&mut self, key: &WorkloadKey) {
-        if let Some((_, tags)) = self.workloads.remove(key) {
+        if let Some(tags) = self.workloads.remove(key) {
             for t in tags {
                 if let Some(set) = self.by_tag.get_mut(&t) {
                     set.remove(key);
@@ -59,10 +56,6 @@ impl TriggerIndex {
             .get(tag_key)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
-    }
-
-    pub fn get(&self, key: &WorkloadKey) -> Option<Arc<DynamicObject>> {
-        self.workloads.get(key).map(|(o, _)| o.clone())
     }
 
     pub fn len(&self) -> usize {
@@ -89,15 +82,10 @@ mod tests {
     #[test]
     fn upsert_replaces_and_remove_cleans_up() {
         let mut idx = TriggerIndex::default();
-        let obj = Arc::new(DynamicObject::new("a", &Kind::Deployment.api_resource()));
-        idx.upsert(
-            key("a"),
-            obj.clone(),
-            vec!["ns/s:1".into(), "ns/s:2".into()],
-        );
-        idx.upsert(key("b"), obj.clone(), vec!["ns/s:1".into()]);
+        idx.upsert(key("a"), vec!["ns/s:1".into(), "ns/s:2".into()]);
+        idx.upsert(key("b"), vec!["ns/s:1".into()]);
         assert_eq!(idx.dependents("ns/s:1"), vec![key("a"), key("b")]);
-        idx.upsert(key("a"), obj, vec!["ns/s:2".into()]);
+        idx.upsert(key("a"), vec!["ns/s:2".into()]);
         assert_eq!(idx.dependents("ns/s:1"), vec![key("b")]);
         idx.remove(&key("a"));
         idx.remove(&key("b"));

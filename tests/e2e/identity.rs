@@ -132,6 +132,8 @@ fn chart_env(
             "METRICS_ADDR" => format!("127.0.0.1:{}", ports.0),
             "ADMISSION_ADDR" => format!("127.0.0.1:{}", ports.1),
             "ADMISSION_HOSTS" => "127.0.0.1".to_string(),
+            // More detail when debugging a failure of this test.
+            "RUST_LOG" => std::env::var("IMAGESTREAM_E2E_OPERATOR_LOG").unwrap_or(value),
             _ => value,
         };
         env.push((name, value));
@@ -433,9 +435,16 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         };
         assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
     };
-    tokio::time::timeout(Duration::from_secs(240), checks)
-        .await
-        .unwrap_or_else(|_| panic!("timed out; operator log:\n{}", log()));
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(240),
+        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out; operator log:\n{}", log()));
+    if let Err(panic) = outcome {
+        eprintln!("operator log:\n{}", log());
+        std::panic::resume_unwind(panic);
+    }
 
     assert!(
         operator.0.try_wait().ok().flatten().is_none(),
