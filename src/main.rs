@@ -241,10 +241,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         stretch_schedule_when_notified: args.stretch_schedule_when_notified,
         ..Default::default()
     };
-    let scheduler = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         args.scheduled_import_interval,
         args.max_scheduled_imports_per_minute,
     );
+    scheduler.effective = imagestream_operator::ops::metrics::global()
+        .schedule_effective_interval
+        .clone();
     let health = Arc::new(Health::default());
     health.expect(if args.disable_triggers { 1 } else { 2 });
     let settings = Settings {

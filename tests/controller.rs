@@ -447,3 +447,43 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
         "re-imported on request"
     );
 }
+
+/// New before old: while another stream waits for its first import, a due scheduled re-check
+/// is put off by one interval instead of spending the registry budget; once that stream is
+/// imported, the re-check runs.
+#[tokio::test]
+async fn scheduled_re_checks_wait_while_another_stream_awaits_its_first_import() {
+    use imagestream_operator::api::cache::StreamEvent;
+    let mut fresh = stream(None, false, true);
+    fresh.metadata.name = Some("fresh".into());
+    let mut done = fresh.clone();
+    done.metadata.annotations = stream(None, true, true).metadata.annotations;
+    let mut st = imported_status();
+    st.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+        &done,
+        &done.spec_tags()[0],
+    ));
+    done.status = Some(st);
+    let due = || {
+        let mut status = imported_status();
+        let s = stream(None, true, true);
+        status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+            &s,
+            &s.spec_tags()[0],
+        ));
+        stream(Some(status), true, true)
+    };
+    for (others, asked) in [(vec![fresh.clone()], 0), (vec![fresh, done], 1)] {
+        let h = harness();
+        *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+        for other in others {
+            h.ctx.observe_stream(&StreamEvent::Applied(Arc::new(other)));
+        }
+        h.ctx
+            .scheduler
+            .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+        let (requests, resolver) = run(h, due(), 0).await;
+        assert!(requests.is_empty());
+        assert_eq!(resolver.asked.lock().unwrap().len(), asked);
+    }
+}

@@ -90,6 +90,9 @@ pub struct Context {
     credentials_seen: Mutex<HashMap<String, String>>,
     /// Stream UID → resourceVersion of our status write whose annotation patch follows.
     pending_check: Mutex<HashMap<String, String>>,
+    /// Streams with tags never imported, changed, or asked to be re-imported: while there are
+    /// any, scheduled re-checks of other streams wait, so first imports never starve.
+    urgent: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -116,7 +119,42 @@ impl Context {
             retries: Mutex::default(),
             credentials_seen: Mutex::default(),
             pending_check: Mutex::default(),
+            urgent: Mutex::default(),
         }
+    }
+
+    fn lock_urgent(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.urgent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the schedule's load and the set of streams with urgent work up to date.
+    pub fn observe_stream(&self, event: &StreamEvent) {
+        let (StreamEvent::Applied(s) | StreamEvent::Deleted(s)) = event;
+        let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+        if let StreamEvent::Deleted(_) = event {
+            self.scheduler.forget(&key);
+            self.lock_urgent().remove(&key);
+            return;
+        }
+        self.scheduler.set_demand(&key, scheduled_demand(s));
+        let urgent = imports_needed(s, &Hints::default()).values().any(|c| {
+            !matches!(
+                c,
+                Cause::Scheduled | Cause::Retry | Cause::CredentialsChanged
+            )
+        });
+        let mut set = self.lock_urgent();
+        if urgent {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    /// Whether streams other than `key` wait for a first (or requested) import.
+    fn others_urgent(&self, key: &str) -> bool {
+        let set = self.lock_urgent();
+        set.len() > usize::from(set.contains(key))
     }
 
     fn lock_pending_check(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -219,9 +257,15 @@ fn hints_for(
 ) -> (Hints, Option<Duration>) {
     let uid = stream.uid().unwrap_or_default();
     let mut throttled = None;
-    let scheduled_due = has_scheduled_tags(stream)
+    let mut scheduled_due = has_scheduled_tags(stream)
         && !stretched(ctx, stream)
-        && ctx.scheduler.until_due(key, &uid, now).is_zero()
+        && ctx.scheduler.until_due(key, &uid, now).is_zero();
+    if scheduled_due && ctx.others_urgent(key) {
+        // First imports elsewhere go first; this check moves one interval on.
+        ctx.scheduler.mark_checked(key, now);
+        scheduled_due = false;
+    }
+    let scheduled_due = scheduled_due
         && match ctx.scheduler.try_acquire() {
             Ok(()) => true,
             Err(wait) => {
@@ -668,6 +712,21 @@ pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(15))
 }
 
+/// Scheduled references per registry, for the schedule's budget.
+fn scheduled_demand(stream: &ImageStream) -> Vec<(String, usize)> {
+    let mut demand: BTreeMap<String, usize> = BTreeMap::new();
+    for tag in stream.spec_tags() {
+        if !super::plan::is_scheduled(stream, tag) {
+            continue;
+        }
+        let from = tag.from.as_ref().map(|f| f.name.as_str()).unwrap_or("");
+        if let Ok(image) = ImageRef::parse(from) {
+            *demand.entry(image.registry().to_string()).or_insert(0) += 1;
+        }
+    }
+    demand.into_iter().collect()
+}
+
 /// Streams whose spec tags copy from or alias `(namespace, name)`, so they react to its changes.
 fn dependents(
     store: &Store<ImageStream>,
@@ -743,14 +802,29 @@ pub async fn run_shared(
     // wakes only its latest waiter: start once the cache has synced, so nobody has to wait.
     cache.synced().await;
     let store = cache.store();
+    let rates = resolver.clone();
+    let scheduler = scheduler.with_rates(move |r| rates.request_rate(r).unwrap_or(f64::MAX));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        resolver,
+        store.clone(),
+        secret_stores,
+        scheduler,
+        settings,
+    ));
     // Everything already listed, then every change (a stream seen twice is reconciled once).
     let changes = cache.subscribe();
-    let triggers = futures::stream::iter(store.state()).chain(changes.filter_map(|e| {
-        futures::future::ready(match e {
-            StreamEvent::Applied(s) => Some(s),
-            StreamEvent::Deleted(_) => None,
-        })
-    }));
+    let observer = ctx.clone();
+    let listed = store.state().into_iter().map(StreamEvent::Applied);
+    let triggers = futures::stream::iter(listed)
+        .chain(changes)
+        .filter_map(move |e| {
+            observer.observe_stream(&e);
+            futures::future::ready(match e {
+                StreamEvent::Applied(s) => Some(s),
+                StreamEvent::Deleted(_) => None,
+            })
+        });
     // Streams that copy from or alias a changed stream react to it.
     let by_source = store.clone();
     let dependents_of = cache.subscribe().flat_map(move |e| {
@@ -763,17 +837,9 @@ pub async fn run_shared(
         futures::stream::iter(refs)
     });
     let controller = Controller::for_shared_stream(triggers, store.clone()).with_config(
-        kube::runtime::controller::Config::default().concurrency(settings.concurrency),
+        kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
     );
     let by_namespace = store.clone();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        resolver,
-        store,
-        secret_stores,
-        scheduler,
-        settings,
-    ));
     controller
         .watches_stream(
             futures::stream::select_all(secret_events),

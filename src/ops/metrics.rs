@@ -29,6 +29,8 @@ pub struct OperatorMetrics {
     pub trigger_queue_depth: Gauge,
     /// From a tag's new image being recorded to the workload patch that rolls it out.
     pub tag_to_patch_latency: Histogram,
+    /// The scheduler's effective interval per registry (it records into this family).
+    pub schedule_effective_interval: crate::schedule::EffectiveIntervals,
     pub registry: Arc<RegistryMetrics>,
     pub triggers: Arc<TriggerMetrics>,
     pub admission: crate::admission::server::AdmissionMetrics,
@@ -44,6 +46,7 @@ impl OperatorMetrics {
             leader: Gauge::default(),
             trigger_queue_depth: Gauge::default(),
             tag_to_patch_latency: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            schedule_effective_interval: Default::default(),
             registry: Arc::default(),
             triggers: Arc::default(),
             admission: Default::default(),
@@ -104,6 +107,12 @@ impl OperatorMetrics {
             "From a tag's new image being recorded to the workload patch",
             Unit::Seconds,
             self.tag_to_patch_latency.clone(),
+        );
+        registry.register_with_unit(
+            "schedule_effective_interval",
+            "Interval at which scheduled tags on a registry are actually re-checked (longer than configured when the registry's budget or the per-minute budget cannot keep up)",
+            Unit::Seconds,
+            self.schedule_effective_interval.clone(),
         );
         self.registry.register(&mut registry);
         self.triggers.register(&mut registry);

@@ -78,4 +78,10 @@ pub trait ImageResolver: Send + Sync {
     ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>>;
 
     fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>>;
+
+    /// Requests per second this resolver allows itself towards `registry` (its budget), so the
+    /// schedule can stretch when scheduled checks would not fit; `None` when unlimited.
+    fn request_rate(&self, _registry: &str) -> Option<f64> {
+        None
+    }
 }

@@ -502,6 +502,15 @@ impl ImageResolver for RegistryResolver {
             self.inner.list_tags(request).await
         })
     }
+
+    fn request_rate(&self, registry: &str) -> Option<f64> {
+        let budgets = &self.inner.config.transport.budgets;
+        let budget = budgets
+            .get(registry)
+            .copied()
+            .unwrap_or(super::transport::Budget::DEFAULT);
+        Some(f64::from(budget.per_second))
+    }
 }
 
 /// Legacy mode's choice: the tag's preferred platform, then the operator's default, then

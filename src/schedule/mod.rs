@@ -4,6 +4,12 @@
 //! which is exactly what an unchanged check must not do. After a restart every stream gets a
 //! phase inside the interval derived from its UID, so checks are spread evenly and a restart
 //! causes no burst.
+//!
+//! The schedule bends instead of piling up: when a registry's request budget cannot re-check
+//! every scheduled reference on it within the interval (one HEAD each, with a fifth of the budget
+//! left for first imports and requests), or the cluster-wide per-minute budget cannot reach every
+//! scheduled stream, the streams concerned are checked at the longer interval that can, evenly.
+//! The effective interval per registry is exported and logged when stretching starts and stops.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -11,14 +17,43 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::AtomicU64;
+
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 pub struct Scheduler {
     interval: Duration,
+    per_minute: u32,
     limiter: Option<DefaultDirectRateLimiter>,
     last_checked: Mutex<HashMap<String, Instant>>,
+    load: Mutex<Load>,
+    /// Requests per second a registry's budget allows (the resolver's budgets).
+    rate: Box<dyn Fn(&str) -> f64 + Send + Sync>,
+    /// `imagestream_schedule_effective_interval_seconds{registry}`.
+    pub effective: EffectiveIntervals,
 }
+
+/// Scheduled references per stream and per registry.
+#[derive(Default)]
+struct Load {
+    streams: HashMap<String, Vec<(String, usize)>>,
+    registries: HashMap<String, usize>,
+    stretched: HashMap<String, Duration>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    pub registry: String,
+}
+
+pub type EffectiveIntervals = Family<RegistryLabels, Gauge<f64, AtomicU64>>;
+
+/// The share of a registry's budget scheduled re-checks may fill.
+const SCHEDULED_SHARE: f64 = 0.8;
 
 impl Scheduler {
     /// `per_minute == 0` disables the budget; the burst is twice the per-minute figure, as in
@@ -31,27 +66,106 @@ impl Scheduler {
         });
         Self {
             interval,
+            per_minute,
             limiter,
             last_checked: Mutex::default(),
+            load: Mutex::default(),
+            rate: Box::new(|_| 20.0),
+            effective: Family::default(),
         }
+    }
+
+    /// Where the request budget of each registry comes from (requests per second).
+    pub fn with_rates(mut self, rate: impl Fn(&str) -> f64 + Send + Sync + 'static) -> Self {
+        self.rate = Box::new(rate);
+        self
+    }
+
+    /// Records how many scheduled references the stream `key` has on each registry (an empty
+    /// list when it has none), and stretches or relaxes those registries' schedules.
+    pub fn set_demand(&self, key: &str, demand: Vec<(String, usize)>) {
+        let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let old = if demand.is_empty() {
+            load.streams.remove(key)
+        } else {
+            load.streams.insert(key.to_string(), demand.clone())
+        };
+        if old.as_ref() == Some(&demand) {
+            return;
+        }
+        let mut touched = Vec::new();
+        for (registry, n) in old.into_iter().flatten() {
+            if let Some(total) = load.registries.get_mut(&registry) {
+                *total = total.saturating_sub(n);
+            }
+            touched.push(registry);
+        }
+        for (registry, n) in demand {
+            *load.registries.entry(registry.clone()).or_insert(0) += n;
+            touched.push(registry);
+        }
+        for registry in touched {
+            self.restretch(&mut load, &registry);
+        }
+    }
+
+    fn restretch(&self, load: &mut Load, registry: &str) {
+        let refs = load.registries.get(registry).copied().unwrap_or(0);
+        let rate = ((self.rate)(registry) * SCHEDULED_SHARE).max(0.01);
+        let needed = Duration::from_secs_f64(refs as f64 / rate);
+        let effective = needed.max(self.interval);
+        self.effective
+            .get_or_create(&RegistryLabels {
+                registry: registry.to_string(),
+            })
+            .set(effective.as_secs_f64());
+        let was = load.stretched.get(registry).copied();
+        if effective > self.interval {
+            if was.is_none() {
+                tracing::info!(%registry, scheduled_references = refs, budget_per_second = rate, interval = ?self.interval, effective = ?effective, "schedule stretched: the registry's budget cannot re-check every scheduled tag within the interval");
+            }
+            load.stretched.insert(registry.to_string(), effective);
+        } else if was.is_some() {
+            load.stretched.remove(registry);
+            tracing::info!(%registry, interval = ?self.interval, "schedule back to the interval");
+        }
+    }
+
+    /// The interval a stream is actually checked at: the configured one, or longer where one of
+    /// its registries, or the cluster-wide per-minute budget, cannot keep up.
+    pub fn interval_for(&self, key: &str) -> Duration {
+        let load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let mut interval = self.interval;
+        if self.per_minute > 0 {
+            let streams = load.streams.len() as f64;
+            interval = interval.max(Duration::from_secs_f64(
+                streams / f64::from(self.per_minute) * 60.0,
+            ));
+        }
+        for (registry, _) in load.streams.get(key).into_iter().flatten() {
+            if let Some(d) = load.stretched.get(registry) {
+                interval = interval.max(*d);
+            }
+        }
+        interval
     }
 
     pub fn interval(&self) -> Duration {
         self.interval
     }
 
-    fn phase(&self, uid: &str) -> Duration {
+    fn phase(&self, uid: &str, interval: Duration) -> Duration {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         uid.hash(&mut h);
-        let millis = self.interval.as_millis().max(1) as u64;
+        let millis = interval.as_millis().max(1) as u64;
         Duration::from_millis(h.finish() % millis)
     }
 
     /// Time until the stream's next scheduled check (zero when due now).
     pub fn until_due(&self, key: &str, uid: &str, now: Instant) -> Duration {
+        let interval = self.interval_for(key);
+        let phase = self.phase(uid, interval);
         let mut map = self.last_checked.lock().unwrap_or_else(|p| p.into_inner());
-        let interval = self.interval;
-        let phase = self.phase(uid);
         let last = *map
             .entry(key.to_string())
             .or_insert_with(|| now.checked_sub(interval - phase).unwrap_or(now));
@@ -71,6 +185,7 @@ impl Scheduler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        self.set_demand(key, Vec::new());
     }
 
     /// Take one scheduled import from the cluster-wide budget, or say how long to wait.
@@ -110,6 +225,36 @@ mod tests {
             s.until_due("ns/s0", "uid-0", now + Duration::from_secs(901)),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_registry_that_cannot_keep_up_stretches_its_streams_evenly() {
+        // 100,000 references at 20/s (16/s for scheduled checks): 6,250 s instead of 900 s.
+        let s = Scheduler::new(Duration::from_secs(900), 0).with_rates(|_| 20.0);
+        for i in 0..10_000 {
+            s.set_demand(&format!("ns/s{i}"), vec![("quay.io".into(), 10)]);
+        }
+        s.set_demand("ns/other", vec![("ghcr.io".into(), 10)]);
+        assert_eq!(s.interval_for("ns/s1"), Duration::from_secs(6250));
+        assert_eq!(s.interval_for("ns/other"), Duration::from_secs(900));
+        let gauge = |r: &str| {
+            s.effective
+                .get_or_create(&RegistryLabels { registry: r.into() })
+                .get()
+        };
+        assert_eq!((gauge("quay.io"), gauge("ghcr.io")), (6250.0, 900.0));
+        // Fewer references: back to the interval.
+        for i in 0..9_000 {
+            s.forget(&format!("ns/s{i}"));
+        }
+        assert_eq!(s.interval_for("ns/s9999"), Duration::from_secs(900));
+        assert_eq!(gauge("quay.io"), 900.0);
+        // The cluster-wide per-minute budget stretches too: 3,000 streams at 60/min = 50 min.
+        let s = Scheduler::new(Duration::from_secs(900), 60);
+        for i in 0..3_000 {
+            s.set_demand(&format!("ns/s{i}"), vec![("quay.io".into(), 1)]);
+        }
+        assert_eq!(s.interval_for("ns/s0"), Duration::from_secs(3000));
     }
 
     #[test]

@@ -79,20 +79,27 @@ impl Registry {
         let section = format!(
             "notifications:\n  endpoints:\n    - name: operator\n      url: {url}\n{headers}      timeout: 2s\n      threshold: 1\n      backoff: 200ms\n"
         );
-        Self::start_full(None, None, &section).await
+        Self::start_full(None, None, &section, None).await
     }
 
     async fn start_with(
         htpasswd: Option<(&str, &str)>,
         token: Option<&TokenServer>,
     ) -> Option<Self> {
-        Self::start_full(htpasswd, token, "").await
+        Self::start_full(htpasswd, token, "", None).await
+    }
+
+    /// An anonymous registry that logs every request it serves into `log` (one
+    /// `response completed` line with the method and URI each), for counting at the registry.
+    pub async fn start_logged(log: &std::path::Path) -> Option<Self> {
+        Self::start_full(None, None, "", Some(log)).await
     }
 
     async fn start_full(
         htpasswd: Option<(&str, &str)>,
         token: Option<&TokenServer>,
         extra: &str,
+        log: Option<&std::path::Path>,
     ) -> Option<Self> {
         let bin = registry_binary()?;
         let dir = tempfile::tempdir().unwrap();
@@ -123,17 +130,22 @@ impl Registry {
             );
             auth = RegistryAuth::Basic(user.into(), password.into());
         }
+        let level = if log.is_some() { "info" } else { "error" };
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_section}{extra}",
+            "version: 0.1\nlog:\n  level: {level}\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_section}{extra}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
+        let output = || match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("registry log file")),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(bin)
             .arg("serve")
             .arg(&config_path)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(output())
             .spawn()
             .expect("start docker-registry");
         for _ in 0..100 {

@@ -1,0 +1,674 @@
+//! The scale benchmark: N image streams × 10 scheduled tags (each tag its own digest in a local
+//! docker-registry) and N Deployments following them, plus unrelated Pods and ReplicaSets, on the
+//! cluster named by KUBECONFIG (the shared control plane), with the operator binary running.
+//!
+//! `cargo bench --bench scale -- [--streams N] [--interval SECS] [--pods P] [--replicasets R]
+//! [--default-budget] [--changes C]`
+//!
+//! Prints: time to import every tag and to pin every Deployment, the operator's RSS (VmHWM and
+//! VmRSS), registry requests by method per reference (counted from the registry's own log), API
+//! writes by verb and resource (from the API server's `apiserver_request_total`), and the same for
+//! one steady-state interval and for a change of C tags; then the registry's own throughput for
+//! the minimal request mix, measured in the same run. Without KUBECONFIG it prints why and exits.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::{stream, StreamExt};
+use imagestream_operator::api::{ImageStream, TRIGGERS};
+use imagestream_operator::crdgen::imagestream_crd;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use serde_json::json;
+
+const TAGS: usize = 10;
+const NAMESPACES: usize = 10;
+
+struct Args {
+    streams: usize,
+    interval: u64,
+    pods: usize,
+    replicasets: usize,
+    default_budget: bool,
+    changes: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        streams: 1000,
+        interval: 60,
+        pods: 0,
+        replicasets: 0,
+        default_budget: false,
+        changes: 100,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let num = |i: usize| -> usize {
+        argv.get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{} takes a number", argv[i]))
+    };
+    for (i, arg) in argv.iter().enumerate() {
+        match arg.as_str() {
+            "--streams" => a.streams = num(i),
+            "--interval" => a.interval = num(i) as u64,
+            "--pods" => a.pods = num(i),
+            "--replicasets" => a.replicasets = num(i),
+            "--changes" => a.changes = num(i),
+            "--default-budget" => a.default_budget = true,
+            _ => {}
+        }
+    }
+    a
+}
+
+fn ns(i: usize) -> String {
+    format!("scale-{}", i % NAMESPACES)
+}
+
+/// Requests the registry served, by method, from its log.
+fn registry_requests(log: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.contains("msg=\"response completed"))
+    {
+        let method = line
+            .split("http.request.method=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("?");
+        let what = if line.contains("/manifests/") {
+            "manifest"
+        } else if line.contains("/blobs/") {
+            "blob"
+        } else {
+            "other"
+        };
+        *out.entry(format!("{method} {what}")).or_insert(0) += 1;
+    }
+    out
+}
+
+fn diff(
+    after: &BTreeMap<String, usize>,
+    before: &BTreeMap<String, usize>,
+) -> BTreeMap<String, usize> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Mutating requests the API server has served, by verb and resource.
+async fn api_writes(client: &Client) -> BTreeMap<String, usize> {
+    let req = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = client.request_text(req).await.unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        let verb = label("verb");
+        if !["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str()) {
+            continue;
+        }
+        let subresource = label("subresource");
+        let resource = match subresource.as_str() {
+            "" => label("resource"),
+            s => format!("{}/{s}", label("resource")),
+        };
+        let count: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        *out.entry(format!("{verb} {resource}")).or_insert(0) += count as usize;
+    }
+    out
+}
+
+/// The writes only the operator makes (the controller-manager's own writes are left out).
+fn operator_writes(all: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
+    const OURS: [&str; 6] = [
+        "APPLY imagestreams/status",
+        "PATCH imagestreams",
+        "PUT imagestreams",
+        "POST events",
+        "PATCH events",
+        "PATCH deployments",
+    ];
+    all.iter()
+        .filter(|(k, _)| OURS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmHWM:"), kib("VmRSS:"))
+}
+
+fn per_ref(counts: &BTreeMap<String, usize>, refs: usize) -> String {
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k} {:.2}", *v as f64 / refs as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Pushes the image of `repo:tag` (distinct per `version`) as one manifest PUT; the repository's
+/// config and layer blobs are pushed once by `push_blobs`.
+async fn push_tag(
+    http: &reqwest::Client,
+    reg: &str,
+    repo: &str,
+    tag: &str,
+    version: &str,
+    blobs: &(String, usize, String, usize),
+) -> String {
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": blobs.1, "digest": blobs.0},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": blobs.3, "digest": blobs.2}],
+        "annotations": {"bench.version": format!("{repo}:{tag}:{version}")},
+    });
+    let body = serde_json::to_vec(&manifest).expect("json");
+    let digest = common::digest(&body);
+    let r = http
+        .put(format!("http://{reg}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(body)
+        .send()
+        .await
+        .expect("push manifest");
+    assert!(r.status().is_success(), "push {repo}:{tag}: {}", r.status());
+    digest
+}
+
+async fn push_blob(http: &reqwest::Client, reg: &str, repo: &str, data: &[u8]) -> (String, usize) {
+    let digest = common::digest(data);
+    let start = http
+        .post(format!("http://{reg}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .expect("start upload");
+    let location = start
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("upload location")
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{reg}{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let r = http
+        .put(format!("{url}{sep}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.to_vec())
+        .send()
+        .await
+        .expect("upload blob");
+    assert!(r.status().is_success(), "blob upload: {}", r.status());
+    (digest, data.len())
+}
+
+async fn setup_namespaces(client: &Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for i in 0..NAMESPACES {
+        let name = ns(i);
+        if api.get_opt(&name).await.ok().flatten().is_none() {
+            let _ = api
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": name}})).expect("ns"),
+                )
+                .await;
+        }
+    }
+}
+
+async fn create_all<K, F>(api_for: impl Fn(&str) -> Api<K>, count: usize, make: F)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    F: Fn(usize) -> (String, K),
+{
+    stream::iter(0..count)
+        .map(|i| {
+            let (namespace, obj) = make(i);
+            let api = api_for(&namespace);
+            async move {
+                let _ = api.create(&PostParams::default(), &obj).await;
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Polls until `done(count)`; returns the time it took.
+async fn until(
+    what: &str,
+    started: Instant,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> (usize, usize),
+) -> Duration {
+    loop {
+        let (have, want) = probe().await;
+        if have >= want {
+            let took = started.elapsed();
+            println!("  {what}: {have}/{want} in {:.1}s", took.as_secs_f64());
+            return took;
+        }
+        if started.elapsed() > limit {
+            println!(
+                "  {what}: only {have}/{want} after {:.0}s",
+                limit.as_secs_f64()
+            );
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn imported_tags(client: &Client) -> usize {
+    let api: Api<ImageStream> = Api::all(client.clone());
+    let mut total = 0;
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let Ok(page) = api.list(&params).await else {
+            return total;
+        };
+        total += page
+            .items
+            .iter()
+            .filter(|s| {
+                s.metadata
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("scale-"))
+            })
+            .flat_map(|s| s.status.iter().flat_map(|st| &st.tags))
+            .filter(|t| !t.items.is_empty())
+            .count();
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => params = params.continue_token(&c),
+            _ => return total,
+        }
+    }
+}
+
+async fn pinned_deployments(
+    client: &Client,
+    digests: &std::collections::HashMap<String, String>,
+) -> usize {
+    let api: Api<Deployment> = Api::all(client.clone());
+    let mut total = 0;
+    let mut params = ListParams::default().limit(500).labels("bench=scale");
+    loop {
+        let Ok(page) = api.list(&params).await else {
+            return total;
+        };
+        total += page
+            .items
+            .iter()
+            .filter(|d| {
+                let name = d.metadata.name.clone().unwrap_or_default();
+                let image = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default();
+                digests
+                    .get(&name)
+                    .is_some_and(|want| image.ends_with(want.as_str()))
+            })
+            .count();
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => params = params.continue_token(&c),
+            _ => return total,
+        }
+    }
+}
+
+/// The registry's own throughput for the minimal request mix of a first import (HEAD, GET
+/// manifest, GET config per reference), with as many requests at once as the operator may send.
+async fn raw_throughput(reg: &str, refs: &[(String, String)], config_digest: &str) -> f64 {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    stream::iter(refs.iter())
+        .map(|(repo, tag)| {
+            let http = http.clone();
+            async move {
+                let accept = "application/vnd.oci.image.manifest.v1+json";
+                let _ = http
+                    .head(format!("http://{reg}/v2/{repo}/manifests/{tag}"))
+                    .header("Accept", accept)
+                    .send()
+                    .await;
+                if let Ok(r) = http
+                    .get(format!("http://{reg}/v2/{repo}/manifests/{tag}"))
+                    .header("Accept", accept)
+                    .send()
+                    .await
+                {
+                    let _ = r.bytes().await;
+                }
+                if let Ok(r) = http
+                    .get(format!("http://{reg}/v2/{repo}/blobs/{config_digest}"))
+                    .send()
+                    .await
+                {
+                    let _ = r.bytes().await;
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    refs.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let a = args();
+    if std::env::var("KUBECONFIG").map_or(true, |k| k.is_empty()) {
+        println!(
+            "SKIP scale benchmark: set KUBECONFIG to a cluster (eval \"$(../shared/k8s/up.sh)\")"
+        );
+        return;
+    }
+    common::install_crypto();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg_log = dir.path().join("registry.log");
+    let Some(reg) = common::Registry::start_logged(&reg_log).await else {
+        println!("SKIP scale benchmark: docker-registry is not installed");
+        return;
+    };
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG names a reachable cluster");
+    let refs = a.streams * TAGS;
+    println!(
+        "scale: {} streams x {TAGS} tags = {refs} references, {} Deployments, {} unrelated Pods, {} unrelated ReplicaSets, interval {}s, {} registry budget",
+        a.streams, a.streams, a.pods, a.replicasets, a.interval,
+        if a.default_budget { "default" } else { "generous" }
+    );
+
+    // Images: per stream one repository, its blobs once, then one manifest per tag.
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let layer = b"bench layer".to_vec();
+    let config = br#"{"architecture":"amd64","os":"linux","config":{"Env":["BENCH=1"]},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let mut config_digest = String::new();
+    let mut digests: std::collections::HashMap<String, String> = Default::default();
+    let pushed: Vec<(usize, Vec<String>)> = stream::iter(0..a.streams)
+        .map(|i| {
+            let (http, reg, layer, config) = (
+                http.clone(),
+                reg.addr.clone(),
+                layer.clone(),
+                config.clone(),
+            );
+            async move {
+                let repo = format!("bench/s{i}");
+                let (cd, cs) = push_blob(&http, &reg, &repo, &config).await;
+                let (ld, ls) = push_blob(&http, &reg, &repo, &layer).await;
+                let blobs = (cd, cs, ld, ls);
+                let mut tags = Vec::new();
+                for t in 0..TAGS {
+                    tags.push(push_tag(&http, &reg, &repo, &format!("t{t}"), "1", &blobs).await);
+                }
+                (i, tags)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (i, tags) in &pushed {
+        digests.insert(format!("app-{i}"), tags[0].clone());
+        if config_digest.is_empty() {
+            config_digest = common::digest(&config);
+        }
+    }
+    println!(
+        "  pushed {refs} images in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The cluster side.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "imagestreams.image.openshift.io",
+        &PatchParams::apply("scale-bench").force(),
+        &Patch::Apply(&imagestream_crd().expect("crd")),
+    )
+    .await
+    .expect("CRD applied");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup_namespaces(&client).await;
+    let started = Instant::now();
+    let reg_addr = reg.addr.clone();
+    create_all(
+        |n| Api::<ImageStream>::namespaced(client.clone(), n),
+        a.streams,
+        |i| {
+            let tags: Vec<_> = (0..TAGS)
+                .map(|t| json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": format!("{reg_addr}/bench/s{i}:t{t}")}, "importPolicy": {"scheduled": true}}))
+                .collect();
+            (ns(i), serde_json::from_value(json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": format!("s{i}")}, "spec": {"tags": tags}})).expect("stream"))
+        },
+    )
+    .await;
+    create_all(
+        |n| Api::<Deployment>::namespaced(client.clone(), n),
+        a.streams,
+        |i| {
+            let trigger = format!(r#"[{{"from":{{"kind":"ImageStreamTag","name":"s{i}:t0"}},"fieldPath":"spec.template.spec.containers[?(@.name=='app')].image"}}]"#);
+            (ns(i), serde_json::from_value(json!({"metadata": {"name": format!("app-{i}"), "labels": {"bench": "scale"}, "annotations": {TRIGGERS: trigger}},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": format!("app-{i}")}}, "template": {"metadata": {"labels": {"app": format!("app-{i}")}},
+                "spec": {"containers": [{"name": "app", "image": "placeholder"}]}}}})).expect("deployment"))
+        },
+    )
+    .await;
+    create_all(
+        |n| Api::<Pod>::namespaced(client.clone(), n),
+        a.pods,
+        |i| (ns(i), serde_json::from_value(json!({"metadata": {"name": format!("unrelated-{i}"), "labels": {"bench": "unrelated"}, "annotations": {"example.com/note": "x".repeat(200)}},
+            "spec": {"containers": [{"name": "c", "image": "registry.example/none:1"}]}})).expect("pod")),
+    )
+    .await;
+    create_all(
+        |n| Api::<ReplicaSet>::namespaced(client.clone(), n),
+        a.replicasets,
+        |i| (ns(i), serde_json::from_value(json!({"metadata": {"name": format!("unrelated-{i}"), "labels": {"bench": "unrelated"}},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"rs": format!("u{i}")}}, "template": {"metadata": {"labels": {"rs": format!("u{i}")}},
+            "spec": {"containers": [{"name": "c", "image": "registry.example/none:1"}]}}}})).expect("rs")),
+    )
+    .await;
+    println!(
+        "  created the cluster objects in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The operator.
+    let budget = if a.default_budget {
+        String::new()
+    } else {
+        format!("{}=2000:4000:64", reg.addr)
+    };
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let regs_before = registry_requests(&reg_log);
+    let api_before = api_writes(&client).await;
+    let started = Instant::now();
+    let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_imagestream-operator"))
+        .arg("run")
+        .env("SCHEDULED_IMPORT_INTERVAL", format!("{}s", a.interval))
+        .env("MAX_SCHEDULED_IMPORTS_PER_MINUTE", "0")
+        .env("INSECURE_REGISTRIES", &reg.addr)
+        .env("REGISTRY_BUDGETS", &budget)
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("operator binary");
+    let pid = operator.id();
+    let limit = Duration::from_secs(3600);
+    let import_time = until("every tag imported", started, limit, async || {
+        (imported_tags(&client).await, refs)
+    })
+    .await;
+    let pin_time = until("every Deployment pinned", started, limit, async || {
+        (pinned_deployments(&client, &digests).await, a.streams)
+    })
+    .await;
+    let first = diff(&registry_requests(&reg_log), &regs_before);
+    let api_first = diff(&api_writes(&client).await, &api_before);
+    let (hwm, now) = rss(pid);
+    println!(
+        "  operator RSS after the initial import: VmHWM {} MiB, VmRSS {} MiB",
+        hwm / 1024,
+        now / 1024
+    );
+    println!(
+        "  registry requests per reference, initial import: {}",
+        per_ref(&first, refs)
+    );
+    println!(
+        "  operator's API writes, initial import: {:?}",
+        operator_writes(&api_first)
+    );
+    let events = api_first
+        .iter()
+        .filter(|(k, _)| k.ends_with(" events"))
+        .map(|(_, v)| v)
+        .sum::<usize>();
+    println!("  Events written: {events} for {} streams", a.streams);
+    println!(
+        "  import throughput: {:.0} references/s",
+        refs as f64 / import_time.as_secs_f64()
+    );
+    let _ = pin_time;
+
+    // One steady-state interval, after the first imports have settled into their schedule.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let regs = registry_requests(&reg_log);
+    let api = api_writes(&client).await;
+    tokio::time::sleep(Duration::from_secs(a.interval)).await;
+    let steady = diff(&registry_requests(&reg_log), &regs);
+    let api_steady = diff(&api_writes(&client).await, &api);
+    println!(
+        "  one steady interval ({}s): registry requests per reference: {}",
+        a.interval,
+        per_ref(&steady, refs)
+    );
+    println!(
+        "  one steady interval: operator's API writes {:?}",
+        operator_writes(&api_steady)
+    );
+
+    // A change of C tags that Deployments follow.
+    let regs = registry_requests(&reg_log);
+    let api = api_writes(&client).await;
+    let started = Instant::now();
+    let changed: Vec<(usize, String)> = stream::iter(0..a.changes.min(a.streams))
+        .map(|i| {
+            let (http, reg) = (http.clone(), reg.addr.clone());
+            let layer = layer.clone();
+            let config = config.clone();
+            async move {
+                let repo = format!("bench/s{i}");
+                let blobs = (
+                    common::digest(&config),
+                    config.len(),
+                    common::digest(&layer),
+                    layer.len(),
+                );
+                (i, push_tag(&http, &reg, &repo, "t0", "2", &blobs).await)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (i, d) in &changed {
+        digests.insert(format!("app-{i}"), d.clone());
+    }
+    until(
+        "moved tags rolled out",
+        started,
+        Duration::from_secs(a.interval * 3 + 60),
+        async || (pinned_deployments(&client, &digests).await, a.streams),
+    )
+    .await;
+    let api_change = diff(&api_writes(&client).await, &api);
+    let regs_change = diff(&registry_requests(&reg_log), &regs);
+    println!(
+        "  {} moved tags: operator's API writes {:?}",
+        changed.len(),
+        operator_writes(&api_change)
+    );
+    println!(
+        "  {} moved tags: registry requests {regs_change:?}",
+        changed.len()
+    );
+    let (hwm, now) = rss(pid);
+    println!(
+        "  operator RSS at the end: VmHWM {} MiB, VmRSS {} MiB",
+        hwm / 1024,
+        now / 1024
+    );
+
+    // The registry on its own, same mix, same run.
+    let sample: Vec<(String, String)> = (0..refs.min(5000))
+        .map(|r| (format!("bench/s{}", r / TAGS), format!("t{}", r % TAGS)))
+        .collect();
+    let raw = raw_throughput(&reg.addr, &sample, &config_digest).await;
+    println!(
+        "  registry throughput for HEAD + GET manifest + GET config: {raw:.0} references/s; operator's first import: {:.2} of it",
+        (refs as f64 / import_time.as_secs_f64()) / raw
+    );
+
+    let _ = operator.kill();
+    let _ = operator.wait();
+    // Clean up what was created (namespaces take their objects with them).
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for i in 0..NAMESPACES {
+        let _ = namespaces.delete(&ns(i), &DeleteParams::background()).await;
+    }
+}
