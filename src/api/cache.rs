@@ -38,7 +38,12 @@ impl StreamCache {
             Api::<ImageStream>::all(client),
             watcher::Config::default().any_semantic(),
         )
-        .default_backoff();
+        .default_backoff()
+        // managedFields repeat the shape of the whole status (it is written by server-side
+        // apply) and nothing here reads them: drop them before the store keeps every stream.
+        .modify(|s| {
+            s.metadata.managed_fields = None;
+        });
         Self::from_events(events)
     }
 

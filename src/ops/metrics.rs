@@ -26,7 +26,6 @@ pub struct OperatorMetrics {
     pub import_duration: Histogram,
     pub reconcile_errors: Counter,
     pub leader: Gauge,
-    pub trigger_queue_depth: Gauge,
     /// From a tag's new image being recorded to the workload patch that rolls it out.
     pub tag_to_patch_latency: Histogram,
     /// The scheduler's effective interval per registry (it records into this family).
@@ -44,7 +43,6 @@ impl OperatorMetrics {
             import_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             reconcile_errors: Counter::default(),
             leader: Gauge::default(),
-            trigger_queue_depth: Gauge::default(),
             tag_to_patch_latency: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             schedule_effective_interval: Default::default(),
             registry: Arc::default(),
@@ -96,11 +94,6 @@ impl OperatorMetrics {
             "leader",
             "1 while this replica holds the leader lease",
             self.leader.clone(),
-        );
-        registry.register(
-            "trigger_queue_depth",
-            "Workloads waiting for trigger evaluation",
-            self.trigger_queue_depth.clone(),
         );
         registry.register_with_unit(
             "tag_to_patch_latency",
@@ -161,7 +154,6 @@ mod tests {
             "imagestream_import_duration_seconds",
             "imagestream_reconcile_errors_total",
             "imagestream_leader",
-            "imagestream_trigger_queue_depth",
             "imagestream_tag_to_patch_latency_seconds",
             "imagestream_registry_requests_total",
             "imagestream_registry_rate_limited_total",

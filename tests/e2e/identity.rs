@@ -6,19 +6,19 @@
 
 use std::time::Duration;
 
-use imagestream_operator::api::{ImageStream, TRIGGERS};
+use imagestream_operator::api::ImageStream;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use serde_json::{json, Value};
 
-use super::{cluster, common, enabled, helm, Cleanup};
+use super::{cluster, common, enabled, fixtures, helm, Cleanup};
 
 /// A child process killed when dropped, so a failing test leaves no operator behind.
 struct Process(std::process::Child);
@@ -164,30 +164,6 @@ fn forbidden<T: std::fmt::Debug>(what: &str, r: Result<T, kube::Error>) {
     }
 }
 
-/// Lets the `default` ServiceAccount of `reader` get image streams in `source`.
-async fn grant_read(admin: &Client, source: &str, reader: &str) {
-    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(admin.clone(), source);
-    roles
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "read-streams"}, "rules": [
-                {"apiGroups": ["image.openshift.io"], "resources": ["imagestreams"], "verbs": ["get"]}]}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(admin.clone(), source)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "read-streams"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-streams"},
-                "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": reader}]}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
     if !enabled() {
@@ -203,14 +179,7 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
     let digest = reg.push_image("e2e/app", "latest", "one", false).await;
     let (admin, ns, mut cleanup) = cluster("is-e2e-sa").await;
     let app = format!("is-e2e-sa-app-{}", std::process::id());
-    Api::<Namespace>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": app}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    cleanup.namespace(&app);
+    fixtures::namespace(&admin, &mut cleanup, &app).await;
 
     let release = format!("e2e-sa-{}", std::process::id());
     let values = json!({
@@ -269,172 +238,130 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
             + &std::fs::read_to_string(dir.path().join("operator.stderr")).unwrap_or_default()
     };
 
-    let checks = async {
-        // The Lease (Role: leases get/create/patch).
-        let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
-        eventually("the leader lease", 60, || async {
-            leases
-                .get(&release)
-                .await
-                .ok()
-                .filter(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()) == Some(&pod))
-        })
-        .await;
-        // The generated certificate, stored and injected (Role: secrets create/get;
-        // mutatingwebhookconfigurations get/patch).
-        let hooks: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
-        eventually("the injected CA bundle", 60, || async {
-            hooks.get(&release).await.ok().filter(|h| {
-                h.webhooks
-                    .iter()
-                    .flatten()
-                    .all(|w| w.client_config.ca_bundle.is_some())
-            })
-        })
-        .await;
-        let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-        assert!(secrets.get(&format!("{release}-webhook-tls")).await.is_ok());
-
-        // Import, status, Events (imagestreams, imagestreams/status, events).
-        let streams: Api<ImageStream> = Api::namespaced(admin.clone(), &app);
-        streams
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                    "metadata": {"name": "app"},
-                    "spec": {"lookupPolicy": {"local": true}, "tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/app", reg.addr)}, "importPolicy": {"scheduled": true}}]}
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        let pinned = format!("{}/e2e/app@{digest}", reg.addr);
-        eventually("the import", 60, || async {
-            streams.get("app").await.ok().filter(|s| {
-                s.status_tag("latest")
-                    .is_some_and(|t| t.items.first().is_some_and(|i| i.image == digest))
-            })
-        })
-        .await;
-        let events: Api<Event> = Api::namespaced(admin.clone(), &app);
-        let reasons = || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .map(|l| {
-                    l.items
-                        .into_iter()
-                        .filter_map(|e| e.reason)
-                        .collect::<Vec<_>>()
+    let checks =
+        async {
+            // The Lease (Role: leases get/create/patch).
+            let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
+            eventually("the leader lease", 60, || async {
+                leases.get(&release).await.ok().filter(|l| {
+                    l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()) == Some(&pod)
                 })
-                .unwrap_or_default()
-        };
-        eventually("an Imported Event", 30, || async {
-            reasons()
-                .await
-                .contains(&"Imported".to_string())
-                .then_some(())
-        })
-        .await;
+            })
+            .await;
+            // The generated certificate, stored and injected (Role: secrets create/get;
+            // mutatingwebhookconfigurations get/patch).
+            let hooks: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+            eventually("the injected CA bundle", 60, || async {
+                hooks.get(&release).await.ok().filter(|h| {
+                    h.webhooks
+                        .iter()
+                        .flatten()
+                        .all(|w| w.client_config.ca_bundle.is_some())
+                })
+            })
+            .await;
+            let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+            assert!(secrets.get(&format!("{release}-webhook-tls")).await.is_ok());
 
-        // A trigger fires (deployments watch/patch).
-        let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &app);
-        let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"app:latest"},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}]"#;
-        deployments
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": "web", "annotations": {TRIGGERS: trigger}},
-                    "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
-                        "metadata": {"labels": {"app": "web"}},
-                        "spec": {"containers": [{"name": "web", "image": "placeholder"}]}}}
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        let image = |d: Deployment| {
-            d.spec
-                .and_then(|s| s.template.spec)
-                .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
-        };
-        eventually("the trigger", 60, || async {
-            deployments
-                .get("web")
-                .await
-                .ok()
-                .and_then(image)
-                .filter(|i| *i == pinned)
-        })
-        .await;
-        eventually("an ImageTriggered Event", 30, || async {
-            reasons()
-                .await
-                .contains(&"ImageTriggered".to_string())
-                .then_some(())
-        })
-        .await;
+            // Import, status, Events (imagestreams, imagestreams/status, events).
+            let from = format!("{}/e2e/app", reg.addr);
+            let streams = fixtures::stream(&admin, &app, "app", &from, true).await;
+            let pinned = format!("{}/e2e/app@{digest}", reg.addr);
+            eventually("the import", 60, || async {
+                streams.get("app").await.ok().filter(|s| {
+                    s.status_tag("latest")
+                        .is_some_and(|t| t.items.first().is_some_and(|i| i.image == digest))
+                })
+            })
+            .await;
+            let events: Api<Event> = Api::namespaced(admin.clone(), &app);
+            let reasons = || async {
+                events
+                    .list(&ListParams::default())
+                    .await
+                    .map(|l| {
+                        l.items
+                            .into_iter()
+                            .filter_map(|e| e.reason)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            };
+            eventually("an Imported Event", 30, || async {
+                reasons()
+                    .await
+                    .contains(&"Imported".to_string())
+                    .then_some(())
+            })
+            .await;
 
-        // A cross-namespace trigger, granted by a RoleBinding (subjectaccessreviews create).
-        grant_read(&admin, &app, &ns).await;
-        let cross: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
-        let trigger = format!(
-            r#"[{{"from":{{"kind":"ImageStreamTag","name":"app:latest","namespace":"{app}"}},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}}]"#
-        );
-        cross
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": "cross", "annotations": {TRIGGERS: trigger}},
-                    "spec": {"selector": {"matchLabels": {"app": "cross"}}, "template": {
-                        "metadata": {"labels": {"app": "cross"}},
-                        "spec": {"containers": [{"name": "web", "image": "placeholder"}]}}}
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        eventually("the cross-namespace trigger", 60, || async {
-            cross
-                .get("cross")
-                .await
-                .ok()
-                .and_then(image)
-                .filter(|i| *i == pinned)
-        })
-        .await;
+            // A trigger fires (deployments watch/patch).
+            let trigger = fixtures::trigger("app:latest", None);
+            let deployments =
+                fixtures::deployment(&admin, &app, "web", 1, Some(&trigger), "placeholder").await;
+            let image = |d: Deployment| fixtures::image(&d);
+            eventually("the trigger", 60, || async {
+                deployments
+                    .get("web")
+                    .await
+                    .ok()
+                    .and_then(image)
+                    .filter(|i| *i == pinned)
+            })
+            .await;
+            eventually("an ImageTriggered Event", 30, || async {
+                reasons()
+                    .await
+                    .contains(&"ImageTriggered".to_string())
+                    .then_some(())
+            })
+            .await;
 
-        // The webhook resolves a short name (dry runs until its cache has the stream).
-        let short = json!({
-            "metadata": {"name": "short"},
-            "spec": {"selector": {"matchLabels": {"app": "short"}}, "template": {
-                "metadata": {"labels": {"app": "short"}},
-                "spec": {"containers": [{"name": "c", "image": "app:latest"}]}}}
-        });
-        let short: Deployment = serde_json::from_value(short).unwrap();
-        let dry = PostParams {
-            dry_run: true,
-            ..Default::default()
-        };
-        eventually("the webhook's rewrite", 60, || async {
-            deployments
-                .create(&dry, &short)
-                .await
-                .ok()
-                .and_then(image)
-                .filter(|i| *i == pinned)
-        })
-        .await;
+            // A cross-namespace trigger, granted by a RoleBinding (subjectaccessreviews create).
+            fixtures::grant_read(&admin, &app, &ns).await;
+            let trigger = fixtures::trigger("app:latest", Some(&app));
+            let cross =
+                fixtures::deployment(&admin, &ns, "cross", 1, Some(&trigger), "placeholder").await;
+            eventually("the cross-namespace trigger", 60, || async {
+                cross
+                    .get("cross")
+                    .await
+                    .ok()
+                    .and_then(image)
+                    .filter(|i| *i == pinned)
+            })
+            .await;
 
-        // Readiness on the metrics listener.
-        let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
-        let ready = match reqwest::get(&readyz).await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(e) => (0, e.to_string()),
+            // The webhook resolves a short name (dry runs until its cache has the stream).
+            let short = json!({
+                "metadata": {"name": "short"},
+                "spec": {"selector": {"matchLabels": {"app": "short"}}, "template": {
+                    "metadata": {"labels": {"app": "short"}},
+                    "spec": {"containers": [{"name": "c", "image": "app:latest"}]}}}
+            });
+            let short: Deployment = serde_json::from_value(short).unwrap();
+            let dry = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            eventually("the webhook's rewrite", 60, || async {
+                deployments
+                    .create(&dry, &short)
+                    .await
+                    .ok()
+                    .and_then(image)
+                    .filter(|i| *i == pinned)
+            })
+            .await;
+
+            // Readiness on the metrics listener.
+            let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
+            let ready = match reqwest::get(&readyz).await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(e) => (0, e.to_string()),
+            };
+            assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
         };
-        assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
-    };
     let outcome = tokio::time::timeout(
         Duration::from_secs(240),
         futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)),

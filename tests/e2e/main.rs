@@ -4,6 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod fixtures;
 mod grant;
 #[path = "../common/helm.rs"]
 mod helm;

@@ -4,14 +4,12 @@
 
 use std::time::Duration;
 
-use imagestream_operator::api::{ImageStream, TRIGGERS};
 use imagestream_operator::triggers::controller::TRIGGER_FIELD_MANAGER;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::Client;
-use serde_json::json;
 
-use super::{cluster, common, enabled, start_operator, wait_for};
+use super::{cluster, common, enabled, fixtures, start_operator, wait_for};
 
 fn template_image(spec: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> String {
     spec.and_then(|t| t.spec.as_ref())
@@ -86,34 +84,10 @@ async fn only_the_deployment_is_patched_and_every_push_rolls_a_new_replicaset() 
 
     // Stream and Deployment exist before the operator starts, so the Deployment's ReplicaSet
     // (with its copy of the annotation) reaches the operator in its first watch list.
-    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-    streams
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                "metadata": {"name": "web"},
-                "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/rs", reg.addr)}, "importPolicy": {"scheduled": true}}]}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let trigger = r#"[{"from":{"kind":"ImageStreamTag","name":"web:latest"},"fieldPath":"spec.template.spec.containers[?(@.name=='web')].image"}]"#;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    deployments
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "web", "annotations": {TRIGGERS: trigger}},
-                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "web:v1"}]}}}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    let from = format!("{}/e2e/rs", reg.addr);
+    let streams = fixtures::stream(&client, &ns, "web", &from, false).await;
+    let trigger = fixtures::trigger("web:latest", None);
+    fixtures::deployment(&client, &ns, "web", 2, Some(&trigger), "web:v1").await;
     rolled_to(&client, &ns, "web:v1").await;
 
     let operator = start_operator(&client, &reg);
