@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::workload::Kind;
+use super::kind::Kind;
 
 /// Which container a trigger sets the image of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
