@@ -535,7 +535,17 @@ async fn main() {
     let regs_before = registry_requests(&reg_log);
     let api_before = api_writes(&client).await;
     let started = Instant::now();
-    let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_imagestream-operator"))
+    // IMAGESTREAM_BENCH_WRAPPER runs the operator under a profiler (e.g. `heaptrack`).
+    let binary = env!("CARGO_BIN_EXE_imagestream-operator");
+    let mut operator = match std::env::var("IMAGESTREAM_BENCH_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(binary);
+            c
+        }
+        _ => std::process::Command::new(binary),
+    };
+    let mut operator = operator
         .arg("run")
         .env("SCHEDULED_IMPORT_INTERVAL", format!("{}s", a.interval))
         .env("MAX_SCHEDULED_IMPORTS_PER_MINUTE", "0")
