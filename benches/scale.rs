@@ -300,26 +300,18 @@ async fn until(
     }
 }
 
-async fn imported_tags(client: &Client) -> usize {
-    let api: Api<ImageStream> = Api::all(client.clone());
+/// Sums `count` over every object `api` lists with `params`, page by page.
+async fn count_all<K>(api: Api<K>, params: ListParams, count: impl Fn(&K) -> usize) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let mut total = 0;
-    let mut params = ListParams::default().limit(500);
+    let mut params = params.limit(500);
     loop {
         let Ok(page) = api.list(&params).await else {
             return total;
         };
-        total += page
-            .items
-            .iter()
-            .filter(|s| {
-                s.metadata
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("scale-"))
-            })
-            .flat_map(|s| s.status.iter().flat_map(|st| &st.tags))
-            .filter(|t| !t.items.is_empty())
-            .count();
+        total += page.items.iter().map(&count).sum::<usize>();
         match page.metadata.continue_ {
             Some(c) if !c.is_empty() => params = params.continue_token(&c),
             _ => return total,
@@ -327,39 +319,47 @@ async fn imported_tags(client: &Client) -> usize {
     }
 }
 
+async fn imported_tags(client: &Client) -> usize {
+    count_all(
+        Api::<ImageStream>::all(client.clone()),
+        ListParams::default(),
+        |s| {
+            let ours = s
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n.starts_with("scale-"));
+            s.status
+                .iter()
+                .flat_map(|st| &st.tags)
+                .filter(|t| ours && !t.items.is_empty())
+                .count()
+        },
+    )
+    .await
+}
+
 async fn pinned_deployments(
     client: &Client,
     digests: &std::collections::HashMap<String, String>,
 ) -> usize {
-    let api: Api<Deployment> = Api::all(client.clone());
-    let mut total = 0;
-    let mut params = ListParams::default().limit(500).labels("bench=scale");
-    loop {
-        let Ok(page) = api.list(&params).await else {
-            return total;
-        };
-        total += page
-            .items
-            .iter()
-            .filter(|d| {
-                let name = d.metadata.name.clone().unwrap_or_default();
-                let image = d
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
-                    .and_then(|s| s.containers.first())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default();
-                digests
-                    .get(&name)
-                    .is_some_and(|want| image.ends_with(want.as_str()))
-            })
-            .count();
-        match page.metadata.continue_ {
-            Some(c) if !c.is_empty() => params = params.continue_token(&c),
-            _ => return total,
-        }
-    }
+    let params = ListParams::default().labels("bench=scale");
+    count_all(Api::<Deployment>::all(client.clone()), params, |d| {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let image = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        usize::from(
+            digests
+                .get(&name)
+                .is_some_and(|want| image.ends_with(want.as_str())),
+        )
+    })
+    .await
 }
 
 /// The registry's own throughput for the minimal request mix of a first import (HEAD, GET
@@ -528,10 +528,7 @@ async fn main() {
     } else {
         format!("{}=2000:4000:64", reg.addr)
     };
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let metrics_port = common::free_port();
     let regs_before = registry_requests(&reg_log);
     let api_before = api_writes(&client).await;
     let started = Instant::now();

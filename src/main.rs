@@ -249,7 +249,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .schedule_effective_interval
         .clone();
     let health = Arc::new(Health::default());
-    health.expect(if args.disable_triggers { 1 } else { 2 });
+    // The shared stream cache, and (when triggers run) one workload watch per kind.
+    let workload_watches = imagestream_operator::triggers::kind::Kind::ALL.len();
+    health.expect(if args.disable_triggers {
+        1
+    } else {
+        1 + workload_watches
+    });
     let settings = Settings {
         health: Some(health.clone()),
         ..settings

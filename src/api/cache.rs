@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::{FutureExt, StreamExt};
 use kube::runtime::reflector::{self, reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
@@ -44,13 +44,6 @@ impl StreamCache {
         .modify(|s| {
             s.metadata.managed_fields = None;
         });
-        Self::from_events(events)
-    }
-
-    /// The cache over any watcher event stream (tests feed their own).
-    pub fn from_events(
-        events: impl Stream<Item = Result<watcher::Event<ImageStream>, watcher::Error>> + Send + 'static,
-    ) -> (Self, Driver) {
         let (store, writer) = reflector::store();
         let (synced_tx, synced) = watch::channel(false);
         let cache = Self {
@@ -112,9 +105,5 @@ impl StreamCache {
     pub async fn synced(&self) {
         let mut synced = self.synced.clone();
         let _ = synced.wait_for(|s| *s).await;
-    }
-
-    pub fn is_synced(&self) -> bool {
-        *self.synced.borrow()
     }
 }

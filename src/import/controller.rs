@@ -134,6 +134,9 @@ impl Context {
         if let StreamEvent::Deleted(_) = event {
             self.scheduler.forget(&key);
             self.lock_urgent().remove(&key);
+            if let Some(uid) = s.uid() {
+                self.lock_pending_check().remove(&uid);
+            }
             return;
         }
         self.scheduler.set_demand(&key, scheduled_demand(s));

@@ -4,7 +4,6 @@
 //! error.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -490,18 +489,14 @@ pub async fn run_shared(
     let ctx = Arc::new(TriggerContext::new(client.clone(), cache.store()));
     let mut senders = HashMap::new();
     let mut controllers = Vec::new();
-    let synced = Arc::new(AtomicUsize::new(0));
     for kind in Kind::ALL {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         senders.insert(kind, tx);
-        let ready = {
-            let (synced, health) = (synced.clone(), health.clone());
-            move || {
-                if synced.fetch_add(1, Ordering::SeqCst) + 1 == Kind::ALL.len() {
-                    if let Some(h) = &health {
-                        h.cache_synced_once("workloads");
-                    }
-                }
+        // Each kind's watch counts once towards readiness, however often it relists.
+        let health = health.clone();
+        let ready = move || {
+            if let Some(h) = &health {
+                h.cache_synced_once(kind.name());
             }
         };
         controllers.push(kind_controller(&client, kind, ctx.clone(), rx, ready).boxed());

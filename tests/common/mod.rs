@@ -50,7 +50,8 @@ pub fn registry_binary() -> Option<PathBuf> {
     }
 }
 
-fn free_port() -> u16 {
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -30,13 +30,6 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 /// A kubeconfig for the current cluster whose only user is `token`.
 fn token_kubeconfig(token: &str) -> Value {
     let admin = Kubeconfig::read().expect("KUBECONFIG is readable");
@@ -187,7 +180,7 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         // Only this test's app namespace goes through this test's webhook.
         "admission": {"namespaceSelectorExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [app]}]},
     });
-    let ports = (free_port(), free_port());
+    let ports = (common::free_port(), common::free_port());
     let url = format!("https://127.0.0.1:{}/mutate", ports.1);
     install_chart(
         &helm_bin,

@@ -567,11 +567,7 @@ async fn webhook_resolves_short_names_and_job_triggers() {
     let digest = reg.push_image("library/mysql", "latest", "db", false).await;
     let (client, ns, mut cleanup) = cluster("is-e2e-hook").await;
     let host = std::env::var("IMAGESTREAM_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let cert = generate(std::slice::from_ref(&host)).unwrap();
     let Certificate::Generated { cert_pem, .. } = &cert else {
         unreachable!()
