@@ -89,8 +89,21 @@ impl Drop for Cleanup {
                     let _ = api.delete(&name, &dp).await;
                 }
                 let api: Api<Namespace> = Api::all(client);
-                for ns in namespaces {
-                    let _ = api.delete(&ns, &dp).await;
+                for ns in &namespaces {
+                    let _ = api.delete(ns, &dp).await;
+                }
+                // The next test's cluster-wide operator must not meet this test's objects in a
+                // terminating namespace (its writes there are refused), so wait until they are
+                // gone before handing over the turn.
+                for _ in 0..240 {
+                    let mut left = 0;
+                    for ns in &namespaces {
+                        left += usize::from(matches!(api.get_opt(ns).await, Ok(Some(_))));
+                    }
+                    if left == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             });
         });
