@@ -40,7 +40,7 @@ fn main() {
     for i in 0..1000 {
         writer.apply_watcher_event(&watcher::Event::Apply(stream(i)));
     }
-    let admission = Admission { streams: store };
+    let admission = Admission::new(store);
     let requests: Vec<_> = (0..1000).map(request).collect();
     // Warm up allocators and caches.
     for r in requests.iter().take(100) {

@@ -161,6 +161,7 @@ async fn main() {
         token: Some("t".into()),
         hmac_secret: None,
         registry_aliases: HashMap::new(),
+        ..Default::default()
     };
     let app = router(Receiver::new(
         config,

@@ -185,6 +185,7 @@ fn notify_config(args: &RunArgs) -> anyhow::Result<imagestream_operator::notify:
         token: read(&args.notification_token_file)?,
         hmac_secret: read(&args.notification_hmac_secret_file)?,
         registry_aliases: aliases,
+        ..Default::default()
     })
 }
 
@@ -203,9 +204,55 @@ fn init_logging(format: &str) {
     }
 }
 
+/// Every part's series, created once: each part records through its own context, and `/metrics`
+/// encodes the registry they are all registered in.
+#[derive(Default)]
+struct Metrics {
+    registry: Arc<imagestream_operator::registry::metrics::RegistryMetrics>,
+    import: imagestream_operator::import::metrics::ImportMetrics,
+    schedule: imagestream_operator::schedule::EffectiveIntervals,
+    triggers: Arc<imagestream_operator::triggers::controller::TriggerMetrics>,
+    admission: Arc<imagestream_operator::admission::server::AdmissionMetrics>,
+    notify: imagestream_operator::notify::NotifyMetrics,
+    leader: imagestream_operator::ops::metrics::LeaderMetrics,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut m = Self::default();
+        // A push's wait ends in the import controller and in the triggers; the receiver exports
+        // both histograms.
+        m.import.push_to_import = m.notify.push_to_import.clone();
+        m.triggers = Arc::new(imagestream_operator::triggers::controller::TriggerMetrics {
+            push_to_rollout: m.notify.push_to_rollout.clone(),
+            ..Default::default()
+        });
+        m
+    }
+
+    fn exposition(&self) -> prometheus_client::registry::Registry {
+        let mut r = imagestream_operator::ops::metrics::registry();
+        self.import.register(&mut r);
+        r.register_with_unit(
+            "schedule_effective_interval",
+            "Interval at which scheduled tags on a registry are actually re-checked (longer than configured when the registry's budget or the per-minute budget cannot keep up)",
+            prometheus_client::registry::Unit::Seconds,
+            self.schedule.clone(),
+        );
+        self.registry.register(&mut r);
+        self.triggers.register(&mut r);
+        self.admission.register(&mut r);
+        self.notify.register(&mut r);
+        self.leader.register(&mut r);
+        r
+    }
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let notify_config = notify_config(&args)?;
+    let metrics = Metrics::new();
+    let mut notify_config = notify_config(&args)?;
+    notify_config.metrics = metrics.notify.clone();
     let (default_os, default_arch) = args
         .default_platform
         .split_once('/')
@@ -227,10 +274,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
     }
-    let metrics = imagestream_operator::ops::metrics::global()
-        .registry
-        .clone();
-    let resolver = RegistryResolver::with_metrics(config, metrics).map_err(anyhow::Error::msg)?;
+    let resolver = RegistryResolver::with_metrics(config, metrics.registry.clone())
+        .map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     let settings = Settings {
         local_registry: args.local_registry,
@@ -239,15 +284,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         max_bulk_import: args.max_images_bulk_imported_per_repository,
         stretch_schedule_when_notified: args.stretch_schedule_when_notified,
+        metrics: metrics.import.clone(),
         ..Default::default()
     };
     let mut scheduler = Scheduler::new(
         args.scheduled_import_interval,
         args.max_scheduled_imports_per_minute,
     );
-    scheduler.effective = imagestream_operator::ops::metrics::global()
-        .schedule_effective_interval
-        .clone();
+    scheduler.effective = metrics.schedule.clone();
     let health = Arc::new(Health::default());
     // The shared stream cache, and (when triggers run) one workload watch per kind.
     let workload_watches = imagestream_operator::triggers::kind::Kind::ALL.len();
@@ -260,7 +304,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         health: Some(health.clone()),
         ..settings
     };
-    let server = server::serve(args.metrics_addr, health.clone());
+    let server = server::serve(
+        args.metrics_addr,
+        health.clone(),
+        Arc::new(metrics.exposition()),
+    );
+    let triggers = imagestream_operator::triggers::controller::TriggerSettings {
+        concurrency: args.concurrency,
+        health: Some(health.clone()),
+        metrics: metrics.triggers.clone(),
+    };
     // One ImageStream watch for the process: the webhook (every replica) and, on the leader,
     // the import and trigger controllers read the same store.
     let (cache, cache_driver) = StreamCache::new(client.clone());
@@ -277,7 +330,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
     let disable_triggers = args.disable_triggers;
     let work = {
-        let (client, health) = (client.clone(), health.clone());
+        let client = client.clone();
         move || async move {
             let imports = controller::run_shared(
                 client.clone(),
@@ -292,7 +345,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             // The import controller stops on SIGTERM; the trigger controller stops with it.
             tokio::select! {
                 r = imports => r,
-                r = imagestream_operator::triggers::controller::run_shared(client, cache, Some(health)) => r,
+                r = imagestream_operator::triggers::controller::run_shared(client, cache, triggers) => r,
             }
         }
     };
@@ -308,6 +361,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             identity,
             duration: args.leader_election_duration.max(2),
             grace: (args.leader_election_duration / 3).max(1),
+            metrics: metrics.leader.clone(),
         };
         run_as_leader(client, config, health.clone(), work).await
     };
@@ -349,6 +403,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             cert,
             inject,
             Some(notify_config),
+            metrics.admission.clone(),
         )
         .await
     };
@@ -378,6 +433,76 @@ fn main() -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// Every part's series reaches `/metrics`, under Prometheus' naming rules, and the push
+    /// latencies recorded by the controllers are the ones the receiver exports.
+    #[test]
+    fn every_series_is_exported() {
+        let m = Metrics::new();
+        m.import.reconcile_errors.inc();
+        m.registry.record(
+            "quay.io",
+            "HEAD",
+            "429",
+            std::time::Duration::from_millis(5),
+        );
+        m.registry.record_bytes("quay.io", 10);
+        let missing = imagestream_operator::registry::RegistryError::NotFound {
+            reference: "r".into(),
+            detail: "d".into(),
+        };
+        m.import.record(&Err(missing), 0.1);
+        m.triggers
+            .failures
+            .get_or_create(&vec![("reason".into(), "InvalidTrigger".into())])
+            .inc();
+        m.import.push_to_import.observe(1.0);
+        let registry = "quay.io".to_string();
+        m.schedule
+            .get_or_create(&imagestream_operator::schedule::RegistryLabels { registry })
+            .set(60.0);
+        let (kind, outcome) = ("Pod".to_string(), "unchanged".to_string());
+        m.admission
+            .admissions
+            .get_or_create(&imagestream_operator::admission::server::AdmissionLabels {
+                kind,
+                outcome,
+            })
+            .inc();
+        let (source, outcome) = ("harbor".to_string(), "accepted".to_string());
+        m.notify
+            .notifications
+            .get_or_create(&imagestream_operator::notify::NotifyLabels { source, outcome })
+            .inc();
+        m.triggers.push_to_rollout.observe(2.0);
+        let text = imagestream_operator::ops::metrics::encode(&m.exposition());
+        for series in [
+            "imagestream_imports_total",
+            "imagestream_import_duration_seconds",
+            "imagestream_reconcile_errors_total",
+            "imagestream_leader",
+            "imagestream_tag_to_patch_latency_seconds",
+            "imagestream_schedule_effective_interval_seconds",
+            "imagestream_registry_requests_total",
+            "imagestream_registry_rate_limited_total",
+            "imagestream_registry_response_bytes_total",
+            "imagestream_registry_request_duration_seconds",
+            "imagestream_trigger_fires_total",
+            "imagestream_trigger_failures_total",
+            "imagestream_admissions_total",
+            "imagestream_notifications_total",
+            "imagestream_push_to_import_seconds_count 1",
+            "imagestream_push_to_rollout_seconds_count 1",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {series}"))
+                    || text.contains(&format!("{series}{{"))
+                    || text.contains(&format!("{series} "))
+                    || text.contains(&format!("{series}\n")),
+                "{series} missing:\n{text}"
+            );
+        }
+    }
 
     #[test]
     fn cli_is_consistent() {

@@ -34,7 +34,7 @@ fn admission(streams: Vec<ImageStream>) -> Admission {
     for s in streams {
         writer.apply_watcher_event(&watcher::Event::Apply(s));
     }
-    Admission { streams: store }
+    Admission::new(store)
 }
 
 fn world() -> Admission {

@@ -83,6 +83,7 @@ async fn acquires_renews_and_stops_writing_when_the_lease_is_lost() {
         identity: "pod-a".into(),
         duration: 3,
         grace: 1,
+        metrics: Default::default(),
     };
     let writing = Arc::new(AtomicBool::new(false));
     let flag = writing.clone();

@@ -67,6 +67,7 @@ async fn serve(streams: Vec<ImageStream>) -> (String, Arc<Recorder>) {
             "10.0.0.5:5000".to_string(),
             "registry.example.com".to_string(),
         )]),
+        ..Default::default()
     };
     let app = router(Receiver::new(
         config,

@@ -31,7 +31,7 @@ pub async fn run(
     let (cache, driver) = StreamCache::new(client.clone());
     tokio::select! {
         () = driver => Ok(()),
-        r = run_shared(client, cache, addr, cert, inject, notify) => r,
+        r = run_shared(client, cache, addr, cert, inject, notify, Arc::default()) => r,
     }
 }
 
@@ -44,6 +44,7 @@ pub async fn run_shared(
     cert: Certificate,
     inject: Option<String>,
     notify: Option<crate::notify::NotifyConfig>,
+    metrics: Arc<server::AdmissionMetrics>,
 ) -> anyhow::Result<()> {
     if let (Certificate::Generated { cert_pem, .. }, Some(name)) = (&cert, &inject) {
         let (client, name, ca) = (client.clone(), name.clone(), cert_pem.clone());
@@ -79,6 +80,7 @@ pub async fn run_shared(
     });
     let mut app = server::router(Admission {
         streams: cache.store(),
+        metrics,
     });
     if let Some(config) = notify {
         let requester = Arc::new(crate::notify::ApiRequester { client });

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -72,6 +73,16 @@ impl AdmissionMetrics {
 #[derive(Clone)]
 pub struct Admission {
     pub streams: Store<ImageStream>,
+    pub metrics: Arc<AdmissionMetrics>,
+}
+
+impl Admission {
+    pub fn new(streams: Store<ImageStream>) -> Self {
+        Self {
+            streams,
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// Answers one review. Never denies: anything unexpected is admitted unchanged with a warning.
@@ -80,7 +91,7 @@ pub fn review(
     review: AdmissionReview<DynamicObject>,
 ) -> AdmissionReview<DynamicObject> {
     let started = Instant::now();
-    let metrics = &crate::ops::metrics::global().admission;
+    let metrics = &admission.metrics;
     let req: AdmissionRequest<DynamicObject> = match review.try_into() {
         Ok(r) => r,
         Err(e) => {

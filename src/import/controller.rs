@@ -55,6 +55,7 @@ pub struct Settings {
     pub health: Option<Arc<crate::ops::Health>>,
     /// Skip scheduled checks of streams that recently received a push notification.
     pub stretch_schedule_when_notified: bool,
+    pub metrics: super::metrics::ImportMetrics,
 }
 
 impl Default for Settings {
@@ -68,6 +69,7 @@ impl Default for Settings {
             max_bulk_import: 50,
             health: None,
             stretch_schedule_when_notified: false,
+            metrics: Default::default(),
         }
     }
 }
@@ -353,7 +355,9 @@ async fn resolve_tag(
         Ok(req) => ctx.resolver.resolve(req).await,
         Err(e) => Err(e),
     };
-    crate::ops::metrics::global().record_import(&result, started.elapsed().as_secs_f64());
+    ctx.settings
+        .metrics
+        .record(&result, started.elapsed().as_secs_f64());
     log_outcome(stream, &tag, cause, &result);
     (tag, Outcome { cause, result })
 }
@@ -564,8 +568,8 @@ async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
             .any(|c| matches!(c, TagChange::Imported { tag, .. } if n.tags.contains(tag)));
         asked.then(|| {
             let waited = jiff::Timestamp::now().as_millisecond() - n.at_ms;
-            crate::ops::metrics::global()
-                .notify
+            ctx.settings
+                .metrics
                 .push_to_import
                 .observe(waited.max(0) as f64 / 1000.0);
             n.source.clone()
@@ -709,8 +713,8 @@ fn next_wakeup(
     next
 }
 
-pub fn error_policy(stream: Arc<ImageStream>, error: &Error, _ctx: Arc<Context>) -> Action {
-    crate::ops::metrics::global().reconcile_errors.inc();
+pub fn error_policy(stream: Arc<ImageStream>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.settings.metrics.reconcile_errors.inc();
     warn!(namespace = ?stream.namespace(), name = %stream.name_any(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }

@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod history;
+pub mod metrics;
 pub mod plan;
 pub mod resolve;
 pub mod spec;

@@ -52,6 +52,7 @@ pub struct NotifyLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug)]
 pub struct NotifyMetrics {
     pub notifications: Family<NotifyLabels, Counter>,
     /// From a notification's arrival to the import it requested being recorded.
@@ -104,6 +105,7 @@ pub struct NotifyConfig {
     /// Registry host as it appears in notifications → host as written in image streams
     /// (e.g. a registry's internal address → its public name).
     pub registry_aliases: HashMap<String, String>,
+    pub metrics: NotifyMetrics,
 }
 
 /// One spec tag to re-import.
@@ -226,9 +228,8 @@ impl Receiver {
     }
 }
 
-fn outcome(source: &str, outcome: &str) {
-    crate::ops::metrics::global()
-        .notify
+fn outcome(metrics: &NotifyMetrics, source: &str, outcome: &str) {
+    metrics
         .notifications
         .get_or_create(&NotifyLabels {
             source: source.into(),
@@ -310,7 +311,11 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !src.accepts(content_type) {
-        outcome(src.name(), "unsupported_media_type");
+        outcome(
+            &receiver.config.metrics,
+            src.name(),
+            "unsupported_media_type",
+        );
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -320,7 +325,7 @@ pub async fn receive(
         );
     }
     if !authenticated(&receiver.config, src, headers, query, body) {
-        outcome(src.name(), "unauthorized");
+        outcome(&receiver.config.metrics, src.name(), "unauthorized");
         return (
             StatusCode::UNAUTHORIZED,
             r#"{"error":"missing or wrong notification token or signature"}"#.into(),
@@ -329,7 +334,7 @@ pub async fn receive(
     let pushes = match payload::parse(src, body) {
         Ok(p) => p,
         Err(e) => {
-            outcome(src.name(), "bad_request");
+            outcome(&receiver.config.metrics, src.name(), "bad_request");
             return (StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e));
         }
     };
@@ -348,7 +353,7 @@ pub async fn receive(
             .collect()
     };
     if found.is_empty() {
-        outcome(src.name(), "unknown_repository");
+        outcome(&receiver.config.metrics, src.name(), "unknown_repository");
         return (StatusCode::ACCEPTED, r#"{"requested":0}"#.into());
     }
     let mut by_stream: std::collections::BTreeMap<(String, String), Vec<String>> =
@@ -384,11 +389,11 @@ pub async fn receive(
             Ok(()) => requested += tags.len(),
             Err(e) => {
                 tracing::warn!(namespace = %ns, %stream, error = %e, "could not request the import for a push notification");
-                outcome(src.name(), "error");
+                outcome(&receiver.config.metrics, src.name(), "error");
             }
         }
     }
-    outcome(src.name(), "accepted");
+    outcome(&receiver.config.metrics, src.name(), "accepted");
     (
         StatusCode::ACCEPTED,
         format!(r#"{{"requested":{requested}}}"#),

@@ -21,6 +21,7 @@ pub struct LeaderConfig {
     pub duration: u64,
     /// Seconds before expiry at which the holder renews.
     pub grace: u64,
+    pub metrics: super::metrics::LeaderMetrics,
 }
 
 /// Waits for the lease, then runs `work` for as long as the lease is held.
@@ -34,7 +35,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let metrics = super::metrics::global();
+    let metrics = config.metrics.clone();
     let manager = LeaseManagerBuilder::new(client, &config.lease_name)
         .with_namespace(&config.namespace)
         .with_identity(&config.identity)

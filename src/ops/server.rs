@@ -8,21 +8,22 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use prometheus_client::registry::Registry;
 
 use super::Health;
 
-pub fn router(health: Arc<Health>) -> Router {
+pub fn router(health: Arc<Health>, metrics: Arc<Registry>) -> Router {
     let ready = health.clone();
     Router::new()
         .route(
             "/metrics",
-            get(|| async {
+            get(move || async move {
                 (
                     [(
                         header::CONTENT_TYPE,
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    super::metrics::global().encode(),
+                    super::metrics::encode(&metrics),
                 )
             }),
         )
@@ -44,11 +45,15 @@ pub fn router(health: Arc<Health>) -> Router {
         )
 }
 
-pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<Registry>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics and health: {e}"))?;
-    axum::serve(listener, router(health)).await?;
+    axum::serve(listener, router(health, metrics)).await?;
     Ok(())
 }
 
@@ -63,7 +68,9 @@ mod tests {
         health.expect(2);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(health.clone());
+        let mut registry = crate::ops::metrics::registry();
+        crate::ops::metrics::LeaderMetrics::default().register(&mut registry);
+        let app = router(health.clone(), Arc::new(registry));
         tokio::spawn(async move { axum::serve(listener, app).await });
         let client = reqwest::Client::new();
         let get = |path: &str| client.get(format!("http://{addr}{path}")).send();

@@ -14,7 +14,7 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, PartialObjectMeta};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{reflector, ObjectRef, Store};
@@ -22,6 +22,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tracing::{info, warn};
 
 use super::annotation::{parse, Trigger};
@@ -41,11 +42,26 @@ pub const TRIGGER_FIELD_MANAGER: &str = "imagestream-operator-triggers";
 const ALLOWED_TTL: Duration = Duration::from_secs(300);
 pub const DENIED_TTL: Duration = Duration::from_secs(25);
 
-#[derive(Default)]
 pub struct TriggerMetrics {
     pub fires: Counter,
     /// Failures by Event reason (InvalidTrigger, TriggerForbidden, TriggerFailed, …).
     pub failures: Family<Vec<(String, String)>, Counter>,
+    /// From a tag's new image being recorded to the workload patch that rolls it out.
+    pub tag_to_patch_latency: Histogram,
+    /// From a push notification to the workload patch. The notification receiver exports it;
+    /// `main` hands the same histogram to both.
+    pub push_to_rollout: Histogram,
+}
+
+impl Default for TriggerMetrics {
+    fn default() -> Self {
+        Self {
+            fires: Counter::default(),
+            failures: Family::default(),
+            tag_to_patch_latency: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
+            push_to_rollout: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
+        }
+    }
 }
 
 impl TriggerMetrics {
@@ -60,7 +76,24 @@ impl TriggerMetrics {
             "Triggers that could not fire, by reason",
             self.failures.clone(),
         );
+        registry.register_with_unit(
+            "tag_to_patch_latency",
+            "From a tag's new image being recorded to the workload patch",
+            prometheus_client::registry::Unit::Seconds,
+            self.tag_to_patch_latency.clone(),
+        );
     }
+}
+
+/// How the trigger controllers run.
+#[derive(Clone, Default)]
+pub struct TriggerSettings {
+    /// Workloads evaluated at once per kind; each evaluation is a GET and maybe a PATCH and an
+    /// Event, so this also bounds the API connections the controllers hold.
+    pub concurrency: u16,
+    /// Told when each kind's watch has synced (readiness).
+    pub health: Option<Arc<crate::ops::Health>>,
+    pub metrics: Arc<TriggerMetrics>,
 }
 
 /// (workload namespace, service account, source namespace, stream).
@@ -103,7 +136,7 @@ impl TriggerContext {
             client,
             streams,
             index: Mutex::default(),
-            metrics: crate::ops::metrics::global().triggers.clone(),
+            metrics: Arc::default(),
             access: Mutex::default(),
             told: Mutex::default(),
             denied: Mutex::default(),
@@ -416,18 +449,13 @@ async fn patch(
             .get(u.trigger)
             .and_then(|t| ctx.tag_changed_at(&key.namespace, t))
         {
-            crate::ops::metrics::global()
-                .tag_to_patch_latency
-                .observe(since);
+            ctx.metrics.tag_to_patch_latency.observe(since);
         }
         if let Some(since) = triggers
             .get(u.trigger)
             .and_then(|t| ctx.notified_at(&key.namespace, t))
         {
-            crate::ops::metrics::global()
-                .notify
-                .push_to_rollout
-                .observe(since);
+            ctx.metrics.push_to_rollout.observe(since);
         }
         let from = triggers
             .get(u.trigger)
@@ -470,9 +498,14 @@ type Meta = PartialObjectMeta<DynamicObject>;
 /// one cache through [`run_shared`].
 pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> anyhow::Result<()> {
     let (cache, driver) = StreamCache::new(client.clone());
+    let settings = TriggerSettings {
+        concurrency: 8,
+        health,
+        ..Default::default()
+    };
     tokio::select! {
         () = driver => Ok(()),
-        r = run_shared(client, cache, health) => r,
+        r = run_shared(client, cache, settings) => r,
     }
 }
 
@@ -483,23 +516,26 @@ pub async fn run(client: Client, health: Option<Arc<crate::ops::Health>>) -> any
 pub async fn run_shared(
     client: Client,
     cache: StreamCache,
-    health: Option<Arc<crate::ops::Health>>,
+    settings: TriggerSettings,
 ) -> anyhow::Result<()> {
     cache.synced().await;
-    let ctx = Arc::new(TriggerContext::new(client.clone(), cache.store()));
+    let mut ctx = TriggerContext::new(client.clone(), cache.store());
+    ctx.metrics = settings.metrics.clone();
+    let ctx = Arc::new(ctx);
     let mut senders = HashMap::new();
     let mut controllers = Vec::new();
     for kind in Kind::ALL {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         senders.insert(kind, tx);
         // Each kind's watch counts once towards readiness, however often it relists.
-        let health = health.clone();
+        let health = settings.health.clone();
         let ready = move || {
             if let Some(h) = &health {
                 h.cache_synced_once(kind.name());
             }
         };
-        controllers.push(kind_controller(&client, kind, ctx.clone(), rx, ready).boxed());
+        let config = controller::Config::default().concurrency(settings.concurrency);
+        controllers.push(kind_controller(&client, kind, ctx.clone(), rx, ready, config).boxed());
     }
     let fan_out = fan_out(cache.subscribe(), ctx.clone(), senders);
     tokio::select! {
@@ -548,6 +584,7 @@ async fn kind_controller(
     ctx: Arc<TriggerContext>,
     moved: futures::channel::mpsc::UnboundedReceiver<ObjectRef<Meta>>,
     ready: impl Fn() + Send + 'static,
+    config: controller::Config,
 ) {
     let ar = kind.api_resource();
     // Metadata only: the annotation is all the watch needs.
@@ -569,6 +606,7 @@ async fn kind_controller(
         .applied_objects()
         .predicate_filter(evaluation_inputs, Default::default());
     Controller::for_stream_with(changes, reader, ar)
+        .with_config(config)
         .reconcile_on(moved)
         .run(
             move |meta, ctx| reconcile_meta(kind, meta, ctx),

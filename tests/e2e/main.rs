@@ -498,6 +498,7 @@ async fn leader_failover_imports_once() {
             identity: identity.into(),
             duration: 6,
             grace: 2,
+            metrics: Default::default(),
         };
         tokio::spawn(async move {
             let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
