@@ -39,7 +39,9 @@ pub struct ResolverConfig {
     /// Platform chosen from a manifest list in Legacy mode when the tag states no preference.
     pub default_os: String,
     pub default_arch: String,
-    /// Approximate bytes of parsed manifests and image details kept in memory, each.
+    /// Approximate bytes of parsed manifests and image details kept in memory, each. Only an
+    /// optimisation (an unchanged tag is recognised from its status with one HEAD); it spares
+    /// a GET when several tags point at the same image.
     pub cache_bytes: usize,
 }
 
@@ -49,7 +51,7 @@ impl Default for ResolverConfig {
             transport: TransportConfig::default(),
             default_os: "linux".into(),
             default_arch: "amd64".into(),
-            cache_bytes: 4 * 1024 * 1024,
+            cache_bytes: 1024 * 1024,
         }
     }
 }

@@ -686,7 +686,9 @@ fn client(config: &TransportConfig, skip_verify: bool) -> Result<reqwest::Client
         .connect_timeout(config.timeout)
         .redirect(redirects)
         .user_agent(concat!("imagestream-operator/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(16);
+        // As many idle connections per registry as its budget lets requests run at once: fewer
+        // would close and reopen connections on every burst, more would sit idle.
+        .pool_max_idle_per_host(max_concurrency(config));
     if skip_verify {
         builder = builder.tls_danger_accept_invalid_certs(true);
     } else if !config.extra_roots.is_empty() {
@@ -695,6 +697,16 @@ fn client(config: &TransportConfig, skip_verify: bool) -> Result<reqwest::Client
     builder
         .build()
         .map_err(|e| format!("building the HTTP client: {e}"))
+}
+
+fn max_concurrency(config: &TransportConfig) -> usize {
+    config
+        .budgets
+        .values()
+        .map(|b| b.concurrency)
+        .chain([Budget::DEFAULT.concurrency])
+        .max()
+        .unwrap_or(16)
 }
 
 fn nonzero(n: u32) -> std::num::NonZeroU32 {
