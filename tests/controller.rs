@@ -487,3 +487,89 @@ async fn scheduled_re_checks_wait_while_another_stream_awaits_its_first_import()
         assert_eq!(resolver.asked.lock().unwrap().len(), asked);
     }
 }
+
+fn with_big_labels(bytes: usize) -> ResolvedImage {
+    let labels = [("huge".to_string(), "x".repeat(bytes))].into();
+    ResolvedImage {
+        details: Some(ImageDetails {
+            image: DIGEST.into(),
+            labels: Some(labels),
+            ..Default::default()
+        }),
+        ..resolved()
+    }
+}
+
+/// An image with 1.2 MiB of labels: the status is written trimmed, keeps the tag's image, and
+/// says what was dropped in a condition and a Warning Event.
+#[tokio::test]
+async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
+    let h = harness();
+    *h.resolver.answer.lock().unwrap() = Some(Ok(with_big_labels(1200 * 1024)));
+    let (requests, _) = run(h, stream(None, false, false), 4).await;
+
+    let (m, uri, body) = &requests[0];
+    assert_eq!(m, Method::PATCH);
+    assert!(uri.contains("/imagestreams/python/status?"), "{uri}");
+    let status = &body["status"];
+    assert_eq!(status["tags"][0]["items"][0]["image"], DIGEST);
+    assert!(status["images"][0].get("labels").is_none(), "{status}");
+    assert!(serde_json::to_vec(status).unwrap().len() < 1024 * 1024);
+    let condition = &status["conditions"][0];
+    assert_eq!(condition["type"], "StatusTrimmed");
+    assert_eq!(condition["status"], "True");
+    let said = condition["message"].as_str().unwrap();
+    assert!(said.contains("labels, env and layer lists of 1 image(s)"), "{said}");
+
+    let (m, uri, event) = &requests[1];
+    assert_eq!(m, Method::POST);
+    assert!(uri.contains("/events"), "{uri}");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "StatusTrimmed");
+    assert_eq!(event["note"], said);
+    assert!(requests[2].1.ends_with("/imagestreams/python?"));
+    assert_eq!(requests[3].2["reason"], "Imported");
+}
+
+/// etcd refuses the write: one Warning, the stream keeps its last status, and neither the next
+/// reconcile nor a later one sends the same status again.
+#[tokio::test]
+async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
+    let Harness {
+        ctx,
+        resolver,
+        mut handle,
+    } = harness();
+    *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let s = Arc::new(stream(None, false, false));
+    let task = tokio::spawn(reconcile(s.clone(), ctx.clone()));
+    let (req, send) = handle.next_request().await.expect("status write");
+    assert!(req.uri().to_string().contains("/status?"));
+    let refusal = json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError",
+        "code": 500,
+        "message": "rpc error: code = ResourceExhausted desc = trying to send message larger than max (2301389 vs. 2097152)"
+    });
+    send.send_response(
+        Response::builder()
+            .status(500)
+            .body(Body::from(serde_json::to_vec(&refusal).unwrap()))
+            .unwrap(),
+    );
+    let event = expect(&mut handle, &Value::Null, |m, u, _| {
+        assert_eq!((m, u.contains("/events")), (&Method::POST, true));
+    })
+    .await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "StatusTooLarge");
+    let note = event["note"].as_str().unwrap();
+    assert!(note.contains("ResourceExhausted") && note.contains("Split it"), "{note}");
+    task.await.unwrap().expect("a refusal for size is not a reconcile error");
+
+    for _ in 0..2 {
+        reconcile(s.clone(), ctx.clone()).await.expect("reconcile");
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
+    assert!(quiet.is_err(), "the refused status was sent again");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 3);
+}

@@ -168,6 +168,11 @@ pub struct ImageStreamStatus {
     /// Extension: the outcome of the last `spec.dockerImageRepository` (whole repository) import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepositoryImportStatus>,
+    /// Extension: conditions of the stream as a whole (`StatusTrimmed` when the status had to
+    /// shrink to fit the object size budget).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<TagEventCondition>,
 }
 
 /// Image metadata read once per digest from the manifest and config blob.

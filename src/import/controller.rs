@@ -17,6 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+use super::budget::{fit_with_condition, Fit, STATUS_BUDGET, STATUS_TOO_LARGE, STATUS_TRIMMED};
 use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
@@ -95,6 +96,8 @@ pub struct Context {
     /// Streams with tags never imported, changed, or asked to be re-imported: while there are
     /// any, scheduled re-checks of other streams wait, so first imports never starve.
     urgent: Mutex<std::collections::HashSet<String>>,
+    /// Stream UID → fingerprint of the status that could not be stored, so it is not sent again.
+    rejected: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
@@ -122,6 +125,7 @@ impl Context {
             credentials_seen: Mutex::default(),
             pending_check: Mutex::default(),
             urgent: Mutex::default(),
+            rejected: Mutex::default(),
         }
     }
 
@@ -148,12 +152,35 @@ impl Context {
                 Cause::Scheduled | Cause::Retry | Cause::CredentialsChanged
             )
         });
+        let rejected = s.uid().is_some_and(|uid| {
+            let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+            rejected.contains_key(&uid)
+        });
         let mut set = self.lock_urgent();
-        if urgent {
+        if urgent && !rejected {
             set.insert(key);
         } else {
             set.remove(&key);
         }
+    }
+
+    /// Records that `status` cannot be stored; true the first time for this status.
+    fn reject(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
+        let uid = stream.uid().unwrap_or_default();
+        let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        rejected.insert(uid, fingerprint(status)) != Some(fingerprint(status))
+    }
+
+    fn accepted(&self, stream: &ImageStream) {
+        let uid = stream.uid().unwrap_or_default();
+        let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        rejected.remove(&uid);
+    }
+
+    fn was_rejected(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
+        let uid = stream.uid().unwrap_or_default();
+        let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        rejected.get(&uid) == Some(&fingerprint(status))
     }
 
     /// Whether streams other than `key` wait for a first (or requested) import.
@@ -211,11 +238,23 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     });
 
     let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
-    let changed = stream.status.clone().unwrap_or_default() != resolution.status;
+    let old = stream.status.clone().unwrap_or_default();
+    let mut status = resolution.status;
+    let now_time = Time(jiff::Timestamp::now());
+    let fit = fit_with_condition(&old, &mut status, STATUS_BUDGET, now_time);
+    let changed = old != status;
     let written = match changed {
-        true => Some(write_status(&api, &name, &resolution.status).await?),
         false => None,
+        true => match store_status(&ctx, &api, &stream, &status, &fit).await? {
+            Ok(rv) => Some(rv),
+            Err(why) => {
+                return Ok(
+                    not_written(&ctx, &stream, &status, why, &outcomes, throttled, now).await,
+                )
+            }
+        },
     };
+    report_trim(&ctx, &stream, &old, &fit).await;
     let check_missing = stream
         .annotation(DOCKER_REPOSITORY_CHECK)
         .is_none_or(str::is_empty);
@@ -230,6 +269,111 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     Ok(Action::requeue(next_wakeup(
         &ctx, &stream, &key, throttled, now,
     )))
+}
+
+/// Writes a changed status, unless it cannot be stored: over the budget even trimmed, refused
+/// by the API server for its size now, or refused before unchanged. `Err(why)` then.
+async fn store_status(
+    ctx: &Context,
+    api: &Api<ImageStream>,
+    stream: &ImageStream,
+    status: &ImageStreamStatus,
+    fit: &Fit,
+) -> Result<Result<String, String>, Error> {
+    if let Fit::TooLarge { bytes } = fit {
+        let kib = bytes / 1024;
+        return Ok(Err(format!(
+            "{kib} KiB even with every tag's newest image alone"
+        )));
+    }
+    if ctx.was_rejected(stream, status) {
+        return Ok(Err("the API server refused it before".into()));
+    }
+    match write_status(api, &stream.name_any(), status).await {
+        Err(Error::Kube(e)) if rejected_for_size(&e) => {
+            Ok(Err(format!("the API server refused it: {e}")))
+        }
+        written => {
+            let rv = written?;
+            ctx.accepted(stream);
+            Ok(Ok(rv))
+        }
+    }
+}
+
+/// A status that cannot be stored: said once per distinct status (a Warning Event), never written
+/// again unchanged; the known-good status stays as it is.
+async fn not_written(
+    ctx: &Context,
+    stream: &ImageStream,
+    status: &ImageStreamStatus,
+    why: String,
+    outcomes: &BTreeMap<String, Outcome>,
+    throttled: Option<Duration>,
+    now: Instant,
+) -> Action {
+    let key = format!(
+        "{}/{}",
+        stream.namespace().unwrap_or_default(),
+        stream.name_any()
+    );
+    // Its tags stay unimported, but it must not hold back every other stream's schedule.
+    ctx.lock_urgent().remove(&key);
+    if ctx.reject(stream, status) {
+        let note = format!(
+            "status of {} tags not written: {why}; the stream keeps its last status. Split it \
+             into several streams or remove tags",
+            status.tags.len()
+        );
+        warn!(stream = %key, %note, "status too large");
+        publish(ctx, stream, EventType::Warning, STATUS_TOO_LARGE, note).await;
+    }
+    record_retries(ctx, &key, outcomes, now);
+    Action::requeue(next_wakeup(ctx, stream, &key, throttled, now))
+}
+
+/// A Warning when a status starts to be trimmed or is trimmed differently.
+async fn report_trim(ctx: &Context, stream: &ImageStream, old: &ImageStreamStatus, fit: &Fit) {
+    let Fit::Trimmed(t) = fit else {
+        return;
+    };
+    let message = t.describe(STATUS_BUDGET);
+    let before = old.conditions.iter().find(|c| c.type_ == STATUS_TRIMMED);
+    if before.and_then(|c| c.message.as_deref()) != Some(message.as_str()) {
+        publish(ctx, stream, EventType::Warning, STATUS_TRIMMED, message).await;
+    }
+}
+
+async fn publish(
+    ctx: &Context,
+    stream: &ImageStream,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Import".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &stream.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
+/// 413, or etcd's `ResourceExhausted` / "too large" surfacing as a 500 or 422.
+fn rejected_for_size(e: &kube::Error) -> bool {
+    let kube::Error::Api(status) = e else {
+        return false;
+    };
+    let message = status.message.to_ascii_lowercase();
+    status.code == 413
+        || (matches!(status.code, 422 | 500)
+            && ["too large", "resourceexhausted", "too long", "exceeds"]
+                .iter()
+                .any(|m| message.contains(m)))
 }
 
 /// Between our status write and our annotation patch, the stream exists in a version with the
@@ -717,6 +861,27 @@ pub fn error_policy(stream: Arc<ImageStream>, error: &Error, ctx: Arc<Context>) 
     ctx.settings.metrics.reconcile_errors.inc();
     warn!(namespace = ?stream.namespace(), name = %stream.name_any(), %error, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
+}
+
+/// What a status says, without the times a recomputation stamps afresh.
+fn fingerprint(status: &ImageStreamStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("created");
+                map.remove("lastTransitionTime");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(status).unwrap_or_default();
+    strip(&mut value);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut h);
+    h.finish()
 }
 
 /// Scheduled references per registry, for the schedule's budget.

@@ -1,7 +1,8 @@
-//! Import and reconcile: which tags to import (`plan`), how a spec tag is read (`spec`), the
+//! Import and reconcile: the status size budget (`budget`), which tags to import (`plan`), how a spec tag is read (`spec`), the
 //! history rules (`history`), the pure status computation (`resolve`) and the kube-runtime
 //! wiring that performs the registry calls and writes (`controller`).
 
+pub mod budget;
 pub mod controller;
 pub mod history;
 pub mod metrics;

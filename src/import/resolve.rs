@@ -122,6 +122,8 @@ pub fn resolve(input: &Input) -> Resolution {
             .collect(),
         images: Vec::new(),
         repository: repository_status(input, &old),
+        // The size budget, applied after this, owns `StatusTrimmed`; others are kept.
+        conditions: old.conditions.clone(),
     };
     for tag in &mut status.tags {
         cap_history(tag, input.max_history);
