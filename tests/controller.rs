@@ -519,7 +519,10 @@ async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
     assert_eq!(condition["type"], "StatusTrimmed");
     assert_eq!(condition["status"], "True");
     let said = condition["message"].as_str().unwrap();
-    assert!(said.contains("labels, env and layer lists of 1 image(s)"), "{said}");
+    assert!(
+        said.contains("labels, env and layer lists of 1 image(s)"),
+        "{said}"
+    );
 
     let (m, uri, event) = &requests[1];
     assert_eq!(m, Method::POST);
@@ -563,8 +566,13 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "StatusTooLarge");
     let note = event["note"].as_str().unwrap();
-    assert!(note.contains("ResourceExhausted") && note.contains("Split it"), "{note}");
-    task.await.unwrap().expect("a refusal for size is not a reconcile error");
+    assert!(
+        note.contains("ResourceExhausted") && note.contains("Split it"),
+        "{note}"
+    );
+    task.await
+        .unwrap()
+        .expect("a refusal for size is not a reconcile error");
 
     for _ in 0..2 {
         reconcile(s.clone(), ctx.clone()).await.expect("reconcile");
