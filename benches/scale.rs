@@ -3,7 +3,7 @@
 //! cluster named by KUBECONFIG (the shared control plane), with the operator binary running.
 //!
 //! `cargo bench --bench scale -- [--streams N] [--interval SECS] [--pods P] [--replicasets R]
-//! [--default-budget] [--changes C]`
+//! [--default-budget] [--changes C] [--restart-default-budget]`
 //!
 //! Prints: time to import every tag and to pin every Deployment, the operator's RSS (VmHWM and
 //! VmRSS), registry requests by method per reference (counted from the registry's own log), API
@@ -38,6 +38,7 @@ struct Args {
     pods: usize,
     replicasets: usize,
     default_budget: bool,
+    restart_default_budget: bool,
     changes: usize,
 }
 
@@ -48,6 +49,7 @@ fn args() -> Args {
         pods: 0,
         replicasets: 0,
         default_budget: false,
+        restart_default_budget: false,
         changes: 100,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -64,6 +66,7 @@ fn args() -> Args {
             "--replicasets" => a.replicasets = num(i),
             "--changes" => a.changes = num(i),
             "--default-budget" => a.default_budget = true,
+            "--restart-default-budget" => a.restart_default_budget = true,
             _ => {}
         }
     }
@@ -188,6 +191,96 @@ fn operator_writes(all: &BTreeMap<String, usize>) -> BTreeMap<String, usize> {
         .filter(|(k, _)| OURS.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), *v))
         .collect()
+}
+
+/// Starts the operator binary (under `IMAGESTREAM_BENCH_WRAPPER`, e.g. `heaptrack`, if set) in
+/// its own process group, so a wrapper and the operator under it stop together.
+fn spawn_operator(
+    a: &Args,
+    registry: &str,
+    budget: &str,
+    metrics_port: u16,
+    log: &Path,
+) -> (std::process::Child, StopGroup) {
+    let binary = env!("CARGO_BIN_EXE_imagestream-operator");
+    let mut command = match std::env::var("IMAGESTREAM_BENCH_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(binary);
+            c
+        }
+        _ => std::process::Command::new(binary),
+    };
+    let operator = command
+        .arg("run")
+        .env("SCHEDULED_IMPORT_INTERVAL", format!("{}s", a.interval))
+        .env("MAX_SCHEDULED_IMPORTS_PER_MINUTE", "0")
+        .env("INSECURE_REGISTRIES", registry)
+        .env("REGISTRY_BUDGETS", budget)
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdout(std::fs::File::create(log).expect("log"))
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("operator binary");
+    let stop = StopGroup(operator.id());
+    (operator, stop)
+}
+
+/// `registry=seconds` for each registry the operator schedules.
+async fn effective_intervals(http: &reqwest::Client, port: u16) -> String {
+    let text = match http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    text.lines()
+        .filter(|l| l.starts_with("imagestream_schedule_effective_interval_seconds{"))
+        .filter_map(|l| {
+            let registry = l.split("registry=\"").nth(1)?.split('"').next()?;
+            let value = l.rsplit(' ').next()?;
+            Some(format!("{registry}={value}s"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Everything imported: a fresh operator with the default registry budget (20 requests/s)
+/// reports how far it stretches the schedule, and keeps to the budget.
+async fn default_budget_phase(
+    a: &Args,
+    http: &reqwest::Client,
+    registry: &str,
+    reg_log: &Path,
+    log: &Path,
+) {
+    let port = common::free_port();
+    let (mut operator, stop) = spawn_operator(a, registry, "", port, log);
+    let mut said = String::new();
+    for _ in 0..240 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        said = effective_intervals(http, port).await;
+        if !said.is_empty() {
+            break;
+        }
+    }
+    let before = registry_requests(reg_log);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let heads = diff(&registry_requests(reg_log), &before)
+        .get("HEAD manifest")
+        .copied()
+        .unwrap_or(0);
+    println!(
+        "  default registry budget: effective scheduled interval {said}; {:.1} HEAD/s over 30 s",
+        heads as f64 / 30.0
+    );
+    drop(stop);
+    let _ = operator.wait();
 }
 
 /// Stops the operator's process group however the benchmark ends, with SIGTERM so that a
@@ -636,32 +729,9 @@ async fn main() {
     let regs_before = registry_requests(&reg_log);
     let api_before = api_writes(&client).await;
     let started = Instant::now();
-    // IMAGESTREAM_BENCH_WRAPPER runs the operator under a profiler (e.g. `heaptrack`).
     let binary = env!("CARGO_BIN_EXE_imagestream-operator");
-    let mut operator = match std::env::var("IMAGESTREAM_BENCH_WRAPPER") {
-        Ok(wrapper) if !wrapper.is_empty() => {
-            let mut c = std::process::Command::new(wrapper);
-            c.arg(binary);
-            c
-        }
-        _ => std::process::Command::new(binary),
-    };
-    let mut operator = operator
-        .arg("run")
-        .env("SCHEDULED_IMPORT_INTERVAL", format!("{}s", a.interval))
-        .env("MAX_SCHEDULED_IMPORTS_PER_MINUTE", "0")
-        .env("INSECURE_REGISTRIES", &reg.addr)
-        .env("REGISTRY_BUDGETS", &budget)
-        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
-        .stderr(std::process::Stdio::inherit())
-        // Its own process group, so a wrapper and the operator under it stop together.
-        .process_group(0)
-        .spawn()
-        .expect("operator binary");
-    let _stop = StopGroup(operator.id());
+    let log = dir.path().join("operator.log");
+    let (mut operator, _stop) = spawn_operator(&a, &reg.addr, &budget, metrics_port, &log);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = operator_pid(operator.id(), binary);
     let cpu_before = cpu_seconds(pid);
@@ -792,7 +862,13 @@ async fn main() {
         now / 1024
     );
 
-    // The registry on its own, same mix, same run.
+    println!(
+        "  effective scheduled interval: {}",
+        effective_intervals(&http, metrics_port).await
+    );
+    drop(_stop);
+    let _ = operator.wait();
+    // The registry on its own (the operator stopped), same mix, same run.
     let sample: Vec<(String, String)> = (0..refs.min(10000))
         .map(|r| (format!("bench/s{}", r / TAGS), format!("t{}", r % TAGS)))
         .collect();
@@ -802,8 +878,9 @@ async fn main() {
         (refs as f64 / import_time.as_secs_f64()) / raw
     );
 
-    drop(_stop);
-    let _ = operator.wait();
+    if a.restart_default_budget {
+        default_budget_phase(&a, &http, &reg.addr, &reg_log, &dir.path().join("o2.log")).await;
+    }
     // Clean up what was created (namespaces take their objects with them).
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for i in 0..NAMESPACES {

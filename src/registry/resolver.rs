@@ -803,6 +803,67 @@ fn classify_status(
 mod tests {
     use super::*;
 
+    /// Manifests, indexes and config blobs are read from the network: any bytes, and JSON
+    /// with the right field names holding the wrong things, never panic; 2 × 3,000 cases.
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn field() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("schemaVersion".to_string()),
+                Just("mediaType".to_string()),
+                Just("manifests".to_string()),
+                Just("config".to_string()),
+                Just("layers".to_string()),
+                Just("platform".to_string()),
+                Just("digest".to_string()),
+                Just("size".to_string()),
+                Just("architecture".to_string()),
+                Just("os".to_string()),
+                Just("Labels".to_string()),
+                Just("Env".to_string()),
+                Just("created".to_string()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                "[a-z0-9:./+-]{0,20}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 40, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(serde_json::Value::from),
+                    proptest::collection::btree_map(field(), inner, 0..6)
+                        .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn manifests_and_indexes(doc in value(), bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                for ct in ["", "application/vnd.oci.image.index.v1+json",
+                           "application/vnd.docker.distribution.manifest.v2+json"] {
+                    let _ = parse_manifest(doc.to_string().as_bytes(), ct);
+                    let _ = parse_manifest(&bytes, ct);
+                }
+            }
+
+            #[test]
+            fn config_blobs(doc in value(), bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let mut details = ImageDetails::default();
+                let _ = apply_config(&mut details, doc.to_string().as_bytes());
+                let _ = apply_config(&mut details, &bytes);
+            }
+        }
+    }
+
     fn child(os: &str, arch: &str, d: &str) -> ImageManifestEntry {
         ImageManifestEntry {
             digest: d.into(),
