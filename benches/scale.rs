@@ -229,16 +229,21 @@ fn spawn_operator(
     (operator, stop)
 }
 
-/// `registry=seconds` for each registry the operator schedules.
-async fn effective_intervals(http: &reqwest::Client, port: u16) -> String {
-    let text = match http
+/// The operator's `/metrics` text; empty while it does not answer.
+async fn operator_metrics(http: &reqwest::Client, port: u16) -> String {
+    match http
         .get(format!("http://127.0.0.1:{port}/metrics"))
         .send()
         .await
     {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
-    };
+    }
+}
+
+/// `registry=seconds` for each registry the operator schedules.
+async fn effective_intervals(http: &reqwest::Client, port: u16) -> String {
+    let text = operator_metrics(http, port).await;
     text.lines()
         .filter(|l| l.starts_with("imagestream_schedule_effective_interval_seconds{"))
         .filter_map(|l| {
@@ -477,14 +482,7 @@ async fn wait_metric(
 ) {
     let started = Instant::now();
     while started.elapsed() < limit {
-        let text = match http
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-        {
-            Ok(r) => r.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+        let text = operator_metrics(http, port).await;
         let sum: f64 = text
             .lines()
             .filter(|l| l.starts_with(series))

@@ -7,7 +7,7 @@ pub mod server;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -59,25 +59,15 @@ pub async fn run_shared(
         });
     }
     let index: Arc<Mutex<TargetIndex>> = Arc::default();
-    let indexed = index.clone();
-    let changes = cache.subscribe();
-    let existing = cache.store().state();
-    {
-        let mut index = indexed.lock().unwrap_or_else(|p| p.into_inner());
-        for s in existing {
-            index.update(&s);
-        }
-    }
-    let maintain = changes.for_each(move |event| {
-        let mut index = indexed.lock().unwrap_or_else(|p| p.into_inner());
-        match event {
-            StreamEvent::Applied(s) => index.update(&s),
-            StreamEvent::Deleted(s) => {
-                index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
-            }
-        }
-        futures::future::ready(())
-    });
+    // The notification index holds every spec tag's repository; without a notification secret
+    // every notification is refused, so it is not kept.
+    let accepts_notifications = notify
+        .as_ref()
+        .is_some_and(|c| c.token.is_some() || c.hmac_secret.is_some());
+    let maintain = match accepts_notifications {
+        true => maintain_index(&cache, index.clone()).boxed(),
+        false => futures::future::pending().boxed(),
+    };
     let mut app = server::router(Admission {
         streams: cache.store(),
         metrics,
@@ -91,6 +81,29 @@ pub async fn run_shared(
         () = maintain => Ok(()),
         r = server::serve_router(addr, cert, app) => r,
     }
+}
+
+/// Keeps the notification index equal to the stream cache.
+async fn maintain_index(cache: &StreamCache, index: Arc<Mutex<TargetIndex>>) {
+    let changes = cache.subscribe();
+    {
+        let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+        for s in cache.store().state() {
+            index.update(&s);
+        }
+    }
+    changes
+        .for_each(move |event| {
+            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                StreamEvent::Applied(s) => index.update(&s),
+                StreamEvent::Deleted(s) => {
+                    index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
+                }
+            }
+            futures::future::ready(())
+        })
+        .await
 }
 
 /// Puts the generated certificate (self-signed, so it is its own CA) into every webhook of the

@@ -551,19 +551,27 @@ async fn fan_out(
     ctx: Arc<TriggerContext>,
     senders: HashMap<Kind, futures::channel::mpsc::UnboundedSender<ObjectRef<Meta>>>,
 ) {
-    let mut seen: HashMap<String, Option<String>> = HashMap::new();
+    // The last pull spec (hashed) of each tag some workload follows: 100,000 tags' full pull
+    // specs would cost tens of MiB, and a tag nobody follows needs no memory. A workload that
+    // starts following a tag is evaluated on its own change; the tag's next move fans out too.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     for stream in ctx.streams.state() {
-        seen.extend(heads(&stream));
+        for (tag, spec) in heads(&stream) {
+            if !ctx.lock_index().dependents(&tag).is_empty() {
+                seen.insert(tag, spec_hash(&spec));
+            }
+        }
     }
     changes
         .for_each(|event| {
             if let StreamEvent::Applied(stream) = event {
                 for (tag, spec) in heads(&stream) {
-                    if seen.get(&tag) == Some(&spec) {
+                    let dependents = ctx.lock_index().dependents(&tag);
+                    if dependents.is_empty() || seen.get(&tag) == Some(&spec_hash(&spec)) {
                         continue;
                     }
-                    seen.insert(tag.clone(), spec);
-                    for w in ctx.lock_index().dependents(&tag) {
+                    seen.insert(tag, spec_hash(&spec));
+                    for w in dependents {
                         if let Some(tx) = senders.get(&w.kind) {
                             let r = ObjectRef::new_with(&w.name, w.kind.api_resource())
                                 .within(&w.namespace);
@@ -575,6 +583,13 @@ async fn fan_out(
             futures::future::ready(())
         })
         .await;
+}
+
+fn spec_hash(spec: &Option<String>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    spec.hash(&mut h);
+    h.finish()
 }
 
 /// The metadata watch of one kind, filtered and slimmed before its store, driving a Controller.
