@@ -899,32 +899,64 @@ fn scheduled_demand(stream: &ImageStream) -> Vec<(String, usize)> {
     demand.into_iter().collect()
 }
 
-/// Streams whose spec tags copy from or alias `(namespace, name)`, so they react to its changes.
-fn dependents(
-    store: &Store<ImageStream>,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<ImageStream>> {
-    store
-        .state()
-        .iter()
-        .filter(|s| {
-            s.spec_tags().iter().any(|t| match source_of(s, t) {
+/// Which streams copy from or alias which: kept up to date from the cache's events, so finding
+/// the streams that react to a change costs a lookup, not a scan of every stream's spec on
+/// every event (quadratic in the number of streams during a first import).
+#[derive(Default)]
+struct SourceIndex {
+    /// (namespace, stream) → the streams whose spec tags name it.
+    dependents: HashMap<(String, String), std::collections::HashSet<ObjectRef<ImageStream>>>,
+    /// A stream → the sources it names, to undo its entries when it changes.
+    sources: HashMap<ObjectRef<ImageStream>, Vec<(String, String)>>,
+}
+
+impl SourceIndex {
+    fn update(&mut self, stream: &ImageStream) {
+        let me = ObjectRef::from_obj(stream);
+        self.remove(&me);
+        let mut named: Vec<(String, String)> = stream
+            .spec_tags()
+            .iter()
+            .filter_map(|t| match source_of(stream, t) {
                 Some(super::spec::Source::StreamTag {
-                    namespace: n,
-                    stream,
-                    ..
+                    namespace, stream, ..
                 })
                 | Some(super::spec::Source::StreamImage {
-                    namespace: n,
-                    stream,
-                    ..
-                }) => n == namespace && stream == name,
-                _ => false,
+                    namespace, stream, ..
+                }) => Some((namespace, stream)),
+                _ => None,
             })
-        })
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
+            .collect();
+        named.sort();
+        named.dedup();
+        for source in &named {
+            self.dependents
+                .entry(source.clone())
+                .or_default()
+                .insert(me.clone());
+        }
+        if !named.is_empty() {
+            self.sources.insert(me, named);
+        }
+    }
+
+    fn remove(&mut self, me: &ObjectRef<ImageStream>) {
+        for source in self.sources.remove(me).unwrap_or_default() {
+            if let Some(set) = self.dependents.get_mut(&source) {
+                set.remove(me);
+                if set.is_empty() {
+                    self.dependents.remove(&source);
+                }
+            }
+        }
+    }
+
+    fn of(&self, namespace: &str, name: &str) -> Vec<ObjectRef<ImageStream>> {
+        self.dependents
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Run the controller on a stream cache of its own (tests, standalone use); the operator shares
@@ -998,14 +1030,23 @@ pub async fn run_shared(
             })
         });
     // Streams that copy from or alias a changed stream react to it.
-    let by_source = store.clone();
-    let dependents_of = cache.subscribe().flat_map(move |e| {
-        let (StreamEvent::Applied(s) | StreamEvent::Deleted(s)) = e;
-        let refs = dependents(
-            &by_source,
-            &s.namespace().unwrap_or_default(),
-            &s.name_any(),
-        );
+    let mut sources = SourceIndex::default();
+    let source_events = cache.subscribe();
+    for s in store.state() {
+        sources.update(&s);
+    }
+    let dependents_of = source_events.flat_map(move |e| {
+        let s = match e {
+            StreamEvent::Applied(s) => {
+                sources.update(&s);
+                s
+            }
+            StreamEvent::Deleted(s) => {
+                sources.remove(&ObjectRef::from_obj(s.as_ref()));
+                s
+            }
+        };
+        let refs = sources.of(&s.namespace().unwrap_or_default(), &s.name_any());
         futures::stream::iter(refs)
     });
     let controller = Controller::for_shared_stream(triggers, store.clone()).with_config(
@@ -1035,4 +1076,60 @@ pub async fn run_shared(
         })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod source_index_tests {
+    use super::*;
+
+    fn stream(ns: &str, name: &str, from: &[(&str, &str)]) -> ImageStream {
+        let tags: Vec<serde_json::Value> = from
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, n))| json!({"name": format!("t{i}"), "from": {"kind": kind, "name": n}}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"tags": tags}
+        }))
+        .expect("stream")
+    }
+
+    #[test]
+    fn dependents_follow_spec_changes_and_deletions() {
+        let mut index = SourceIndex::default();
+        let copy = stream(
+            "a",
+            "copy",
+            &[("ImageStreamTag", "base:1"), ("DockerImage", "x:1")],
+        );
+        let alias = stream(
+            "a",
+            "base",
+            &[("DockerImage", "x:1"), ("ImageStreamTag", "base:t0")],
+        );
+        index.update(&copy);
+        index.update(&alias);
+        let mut of_base: Vec<String> = index
+            .of("a", "base")
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        of_base.sort();
+        // A tracking tag of the same stream is not a dependency on the stream.
+        assert_eq!(of_base, ["copy"]);
+        assert!(index.of("a", "copy").is_empty());
+        // The copy stops naming base: it no longer reacts to it.
+        index.update(&stream("a", "copy", &[("DockerImage", "x:1")]));
+        assert!(index.of("a", "base").is_empty());
+        index.update(&stream(
+            "a",
+            "other",
+            &[("ImageStreamImage", "base@sha256:abc")],
+        ));
+        assert_eq!(index.of("a", "base").len(), 1);
+        index.remove(&ObjectRef::new("other").within("a"));
+        index.remove(&ObjectRef::from_obj(&alias));
+        assert!(index.sources.is_empty() && index.dependents.is_empty());
+    }
 }
