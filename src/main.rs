@@ -264,7 +264,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     config.default_os = default_os.into();
     config.default_arch = default_arch.into();
-    for flag in &args.registry_budget {
+    // An empty value (e.g. REGISTRY_BUDGETS="" from a template) means no override.
+    for flag in args.registry_budget.iter().filter(|f| !f.trim().is_empty()) {
         let (host, budget) = Budget::parse_flag(flag).map_err(anyhow::Error::msg)?;
         config.transport.budgets.insert(host, budget);
     }
