@@ -167,8 +167,9 @@ impl Context {
     /// Records that `status` cannot be stored; true the first time for this status.
     fn reject(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
         let uid = stream.uid().unwrap_or_default();
+        let print = fingerprint(status);
         let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
-        rejected.insert(uid, fingerprint(status)) != Some(fingerprint(status))
+        rejected.insert(uid, print) != Some(print)
     }
 
     fn accepted(&self, stream: &ImageStream) {
@@ -180,7 +181,10 @@ impl Context {
     fn was_rejected(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
         let uid = stream.uid().unwrap_or_default();
         let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
-        rejected.get(&uid) == Some(&fingerprint(status))
+        // Fingerprinting serialises the whole status: only for streams refused before.
+        rejected
+            .get(&uid)
+            .is_some_and(|print| *print == fingerprint(status))
     }
 
     /// Whether streams other than `key` wait for a first (or requested) import.
@@ -240,8 +244,16 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
     let old = stream.status.clone().unwrap_or_default();
     let mut status = resolution.status;
-    let now_time = Time(jiff::Timestamp::now());
-    let fit = fit_with_condition(&old, &mut status, STATUS_BUDGET, now_time);
+    // The stored status already fits: only a status that differs needs measuring.
+    let fit = match old == status {
+        true => Fit::Fits,
+        false => fit_with_condition(
+            &old,
+            &mut status,
+            STATUS_BUDGET,
+            Time(jiff::Timestamp::now()),
+        ),
+    };
     let changed = old != status;
     let written = match changed {
         false => None,

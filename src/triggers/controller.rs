@@ -566,11 +566,15 @@ async fn fan_out(
         .for_each(|event| {
             if let StreamEvent::Applied(stream) = event {
                 for (tag, spec) in heads(&stream) {
-                    let dependents = ctx.lock_index().dependents(&tag);
-                    if dependents.is_empty() || seen.get(&tag) == Some(&spec_hash(&spec)) {
+                    let hash = spec_hash(&spec);
+                    if seen.get(&tag) == Some(&hash) {
                         continue;
                     }
-                    seen.insert(tag, spec_hash(&spec));
+                    let dependents = ctx.lock_index().dependents(&tag);
+                    if dependents.is_empty() {
+                        continue;
+                    }
+                    seen.insert(tag, hash);
                     for w in dependents {
                         if let Some(tx) = senders.get(&w.kind) {
                             let r = ObjectRef::new_with(&w.name, w.kind.api_resource())
