@@ -281,11 +281,38 @@ mod tests {
         assert!(!Source::Distribution.accepts("application/x-www-form-urlencoded"));
     }
 
+    const SOURCES: [Source; 5] = [
+        Source::Distribution,
+        Source::Harbor,
+        Source::Quay,
+        Source::DockerHub,
+        Source::Ghcr,
+    ];
+
+    // Every source's parser over raw bytes and over JSON shaped like each source's payload
+    // with hostile values; 2 × 3,000 cases, each run through all five parsers.
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
         #[test]
         fn garbage_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            for s in [Source::Distribution, Source::Harbor, Source::Quay, Source::DockerHub, Source::Ghcr] {
+            for s in SOURCES {
                 let _ = parse(s, &body);
+            }
+        }
+
+        #[test]
+        fn shaped_payloads_never_panic(v in "[a-zA-Z0-9:/@._ -]{0,60}", n in proptest::num::i64::ANY, nest in "[\\[\\]{}\",:0-9a-z]{0,40}") {
+            let bodies = [
+                format!(r#"{{"events":[{{"action":"push","target":{{"repository":"{v}","tag":{nest},"digest":"{v}"}},"request":{{"host":"{v}"}}}}]}}"#),
+                format!(r#"{{"type":"PUSH_ARTIFACT","event_data":{{"resources":[{{"tag":"{v}","resource_url":"{v}","digest":{n}}}],"repository":{{"repo_full_name":{nest}}}}}}}"#),
+                format!(r#"{{"repository":"{v}","docker_url":"{v}","updated_tags":[{nest}],"homepage":{n}}}"#),
+                format!(r#"{{"push_data":{{"tag":"{v}"}},"repository":{{"repo_name":"{v}","namespace":{nest}}}}}"#),
+                format!(r#"{{"action":"published","package":{{"package_type":"container","name":"{v}","namespace":{nest},"package_version":{{"container_metadata":{{"tag":{{"name":"{v}","digest":{n}}}}}}}}}}}"#),
+            ];
+            for body in &bodies {
+                for s in SOURCES {
+                    let _ = parse(s, body.as_bytes());
+                }
             }
         }
     }

@@ -27,6 +27,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_TOKEN_BODY: usize = 64 * 1024;
 /// The token lifetime the distribution spec assumes when the server names none.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Registries hand out tokens for minutes; anything longer is renewed hourly anyway.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Request budget for one registry: a token bucket and a concurrency cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -507,28 +509,7 @@ impl Transport {
         }
         let body = read_limited(response, MAX_TOKEN_BODY).await?;
         self.metrics.record_bytes(&realm_host, body.len());
-        #[derive(Deserialize)]
-        struct TokenResponse {
-            #[serde(default)]
-            token: Option<String>,
-            #[serde(default)]
-            access_token: Option<String>,
-            #[serde(default)]
-            expires_in: Option<u64>,
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| HttpError::Malformed(format!("token response: {e}")))?;
-        let token = parsed
-            .token
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| HttpError::Malformed("token response has no token".into()))?;
-        let lifetime = parsed
-            .expires_in
-            .map(Duration::from_secs)
-            .filter(|d| !d.is_zero())
-            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        Ok((token, lifetime))
+        parse_token_response(&body)
     }
 
     async fn failure(
@@ -639,11 +620,6 @@ impl Transport {
         page_size: usize,
         max_tags: usize,
     ) -> Result<Vec<String>, HttpError> {
-        #[derive(Deserialize)]
-        struct Page {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
-        }
         let mut tags = Vec::new();
         let mut path = format!("tags/list?n={page_size}");
         loop {
@@ -651,9 +627,7 @@ impl Transport {
             let next = next_link(r.headers(), &ep.repository);
             let body = read_limited(r, 4 * 1024 * 1024).await?;
             self.metrics.record_bytes(&ep.registry, body.len());
-            let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| HttpError::Malformed(format!("tag list: {e}")))?;
-            let got = page.tags.unwrap_or_default();
+            let got = parse_tag_page(&body)?;
             let empty = got.is_empty();
             tags.extend(got);
             match next {
@@ -663,6 +637,46 @@ impl Transport {
         }
         Ok(tags)
     }
+}
+
+/// A token server's answer: `token` (or OAuth2's `access_token`) and its lifetime, capped so a
+/// server answering with an absurd `expires_in` cannot overflow the clock or pin a token forever.
+fn parse_token_response(body: &[u8]) -> Result<(String, Duration), HttpError> {
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    }
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| HttpError::Malformed(format!("token response: {e}")))?;
+    let token = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| HttpError::Malformed("token response has no token".into()))?;
+    let lifetime = parsed
+        .expires_in
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
+    Ok((token, lifetime))
+}
+
+/// One page of `GET /v2/<name>/tags/list`; a missing or null `tags` is an empty page.
+fn parse_tag_page(body: &[u8]) -> Result<Vec<String>, HttpError> {
+    #[derive(Deserialize)]
+    struct Page {
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    }
+    let page: Page =
+        serde_json::from_slice(body).map_err(|e| HttpError::Malformed(format!("tag list: {e}")))?;
+    Ok(page.tags.unwrap_or_default())
 }
 
 fn client(config: &TransportConfig, skip_verify: bool) -> Result<reqwest::Client, String> {
@@ -874,8 +888,8 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    /// Headers and error bodies from any registry (or anything pretending to be one) never
-    /// panic the parser; 3 × 3,000 cases.
+    /// Headers, token responses, tag pages and error bodies from any registry (or anything
+    /// pretending to be one) never panic the parser; 5 × 3,000 cases.
     mod never_panics {
         use super::*;
         use proptest::prelude::*;
@@ -902,6 +916,23 @@ mod tests {
             fn error_bodies(body in proptest::collection::vec(any::<u8>(), 0..300), json in "[\\[\\]{}:,\" 0-9a-zA-Z._/-]{0,200}") {
                 let _ = error_envelope(&body);
                 let _ = error_envelope(format!("{{\"errors\":[{json}]}}").as_bytes());
+            }
+
+            #[test]
+            fn token_responses(body in proptest::collection::vec(any::<u8>(), 0..200), token in "[a-zA-Z0-9._-]{0,40}", expires in any::<u64>(), field in "(token|access_token|expires_in|x)") {
+                let _ = parse_token_response(&body);
+                let json = format!("{{\"{field}\":\"{token}\",\"expires_in\":{expires}}}");
+                if let Ok((_, lifetime)) = parse_token_response(json.as_bytes()) {
+                    prop_assert!(lifetime <= MAX_TOKEN_LIFETIME && !lifetime.is_zero());
+                    // The renewal deadline is computed from this; it must never overflow.
+                    let _ = Instant::now() + lifetime.mul_f64(0.9);
+                }
+            }
+
+            #[test]
+            fn tag_pages(body in proptest::collection::vec(any::<u8>(), 0..200), tags in "[\\[\\]\",a-z0-9 null{}]{0,80}") {
+                let _ = parse_tag_page(&body);
+                let _ = parse_tag_page(format!("{{\"name\":\"a\",\"tags\":{tags}}}").as_bytes());
             }
         }
     }

@@ -275,7 +275,9 @@ mod tests {
         );
     }
 
+    // 2 × 3,000 cases.
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
         #[test]
         fn parsing_never_panics(s in ".{0,200}") {
             let _ = parse(&s, Kind::Deployment);
