@@ -325,6 +325,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             health.cache_synced_once("streams");
         });
     }
+    tokio::spawn(imagestream_operator::ops::probe_api_server(
+        client.clone(),
+        health.clone(),
+        Duration::from_secs(5),
+    ));
     // The webhook runs on every replica, leader or not: the Service may route to any of them.
     let admission_client = client.clone();
     let admission_cache = cache.clone();

@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::budget::{fit_with_condition, Fit, STATUS_BUDGET, STATUS_TOO_LARGE, STATUS_TRIMMED};
-use super::plan::{has_scheduled_tags, imports_needed, Cause, Hints};
+use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
@@ -277,7 +277,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         mark_repository_checked(&api, &name).await?;
     }
     report(&ctx, &stream, &resolution.changes).await;
-    record_retries(&ctx, &key, &outcomes, now);
+    record_retries(&ctx, &stream, &key, &outcomes, now);
     Ok(Action::requeue(next_wakeup(
         &ctx, &stream, &key, throttled, now,
     )))
@@ -340,7 +340,7 @@ async fn not_written(
         warn!(stream = %key, %note, "status too large");
         publish(ctx, stream, EventType::Warning, STATUS_TOO_LARGE, note).await;
     }
-    record_retries(ctx, &key, outcomes, now);
+    record_retries(ctx, stream, &key, outcomes, now);
     Action::requeue(next_wakeup(ctx, stream, &key, throttled, now))
 }
 
@@ -816,16 +816,32 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Transient failures back off exponentially (5 s doubling, capped), honouring Retry-After;
 /// anything else clears the retry state for that tag.
-fn record_retries(ctx: &Context, key: &str, outcomes: &BTreeMap<String, Outcome>, now: Instant) {
+/// Transient failures back off exponentially; a scheduled tag's backoff never exceeds its own
+/// schedule, so once a registry recovers every scheduled tag converges within one interval.
+fn record_retries(
+    ctx: &Context,
+    stream: &ImageStream,
+    key: &str,
+    outcomes: &BTreeMap<String, Outcome>,
+    now: Instant,
+) {
+    let interval = ctx.scheduler.interval_for(key);
     let mut retries = ctx.retries.lock().unwrap_or_else(|p| p.into_inner());
     for (tag, outcome) in outcomes {
         let id = (key.to_string(), tag.clone());
         match &outcome.result {
             Err(e) if e.is_transient() => {
                 let attempts = retries.get(&id).map_or(0, |r| r.attempts) + 1;
+                let scheduled = stream
+                    .spec_tag(tag)
+                    .is_some_and(|t| is_scheduled(stream, t));
+                let cap = match scheduled {
+                    true => ctx.settings.max_retry_backoff.min(interval),
+                    false => ctx.settings.max_retry_backoff,
+                };
                 let backoff = Duration::from_secs(5)
                     .saturating_mul(1 << attempts.min(16))
-                    .min(ctx.settings.max_retry_backoff);
+                    .min(cap);
                 let delay = e.retry_after().unwrap_or(backoff);
                 retries.insert(
                     id,

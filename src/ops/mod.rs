@@ -8,6 +8,7 @@ pub mod server;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Readiness: every cache this replica needs has finished its first list.
 #[derive(Debug, Default)]
@@ -17,6 +18,8 @@ pub struct Health {
     standby: std::sync::atomic::AtomicBool,
     /// Caches counted by name, so a watch that relists (InitDone again) counts once.
     named: Mutex<HashSet<&'static str>>,
+    /// Why the API server is unreachable, while it is.
+    outage: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -41,7 +44,16 @@ impl Health {
     pub fn set_standby(&self, standby: bool) {
         self.standby.store(standby, Ordering::SeqCst);
     }
+    pub fn api_unreachable(&self, why: String) {
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+    pub fn api_reachable(&self) {
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
     pub fn ready(&self) -> (bool, String) {
+        if let Some(why) = &*self.outage.lock().unwrap_or_else(|p| p.into_inner()) {
+            return (false, format!("API server unreachable: {why}"));
+        }
         if self.standby.load(Ordering::SeqCst) {
             return (true, "standby: waiting for the leader lease".into());
         }
@@ -50,5 +62,42 @@ impl Health {
             self.expected.load(Ordering::SeqCst),
         );
         (e > 0 && s >= e, format!("{s} of {e} caches synced"))
+    }
+}
+
+/// Asks the API server for its version every `every`, so readiness reports an outage. The
+/// watches would notice too, but a resumed watch says nothing until an object changes, so they
+/// cannot say when the outage ended.
+pub async fn probe_api_server(
+    client: kube::Client,
+    health: std::sync::Arc<Health>,
+    every: Duration,
+) {
+    loop {
+        match tokio::time::timeout(every, client.apiserver_version()).await {
+            Ok(Ok(_)) => health.api_reachable(),
+            Ok(Err(e)) => health.api_unreachable(e.to_string()),
+            Err(_) => health.api_unreachable(format!("no answer within {every:?}")),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_makes_even_a_standby_replica_unready_until_it_ends() {
+        let health = Health::default();
+        health.expect(1);
+        health.cache_synced();
+        health.set_standby(true);
+        health.api_unreachable("connection refused".into());
+        let (ready, why) = health.ready();
+        assert!(!ready);
+        assert_eq!(why, "API server unreachable: connection refused");
+        health.api_reachable();
+        assert!(health.ready().0);
     }
 }
