@@ -452,6 +452,17 @@ async fn faults_are_classified() {
     let err = r.resolve(at("corrupt/app")).await.unwrap_err();
     assert_eq!(err.reason(), "InternalError", "{err}");
     assert!(err.to_string().contains("content integrity error"), "{err}");
+
+    // The same by tag: no digest from HEAD, so only the GET's Docker-Content-Digest can tell
+    // that the body was damaged; the damaged manifest must not become an "image".
+    let pushed = reg.push_image("corrupt/bytag", "1", "c", false).await;
+    proxy.fail("/corrupt/bytag/manifests/1", Fault::CorruptUndigested);
+    let err = r.resolve(at("corrupt/bytag")).await.unwrap_err();
+    assert!(err.to_string().contains("content integrity error"), "{err}");
+    assert!(
+        err.to_string().contains(&pushed),
+        "names the announced digest: {err}"
+    );
 }
 
 #[tokio::test]

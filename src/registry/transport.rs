@@ -561,8 +561,10 @@ impl Transport {
             .map(str::to_string))
     }
 
-    /// GET a manifest, at most `limit` bytes, verified against `expected` when fetching by
-    /// digest. Returns the body, its media type and its sha256 digest.
+    /// GET a manifest, at most `limit` bytes, verified against the digest asked for, or, by
+    /// tag, against the registry's `Docker-Content-Digest` (a body damaged on the way must not
+    /// be recorded as an image that exists nowhere). Returns the body, its media type and its
+    /// sha256 digest.
     pub async fn get_manifest(
         &self,
         ep: &Endpoint,
@@ -579,12 +581,22 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let announced = r
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| d.starts_with("sha256:"))
+            .map(str::to_string);
         let body = read_limited(r, limit).await?;
         self.metrics.record_bytes(&ep.registry, body.len());
         let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
-        if reference.starts_with("sha256:") && reference != digest {
+        let expected = match reference.starts_with("sha256:") {
+            true => Some(reference.to_string()),
+            false => announced,
+        };
+        if let Some(expected) = expected.filter(|e| *e != digest) {
             return Err(HttpError::Integrity {
-                expected: reference.to_string(),
+                expected,
                 actual: digest,
             });
         }

@@ -544,30 +544,95 @@ pub enum Fault {
     Oversized(usize),
     /// Forward, but flip one byte of the body (content no longer matches its digest).
     Corrupt,
+    /// HEAD without a digest header (so the client GETs by tag), then a GET forwarded with one
+    /// byte of the body flipped: only the registry's `Docker-Content-Digest` can tell.
+    CorruptUndigested,
     /// Serve the upstream tag list in `Link`-paginated pages honouring `n` and `last`, as
     /// distribution 3 and Docker Hub do (Debian's distribution 2.8 ignores `n`).
     Paginate,
 }
 
+impl Fault {
+    pub fn name(&self) -> String {
+        match self {
+            Fault::Status(code, ..) => format!("status {code}"),
+            Fault::Reset => "reset".into(),
+            Fault::Hang => "hang".into(),
+            Fault::SlowBody => "slow body".into(),
+            Fault::Garbage => "garbage".into(),
+            Fault::Oversized(_) => "oversized".into(),
+            Fault::Corrupt => "corrupt".into(),
+            Fault::CorruptUndigested => "corrupt, undigested".into(),
+            Fault::Paginate => "paginate".into(),
+        }
+    }
+}
+
+/// Random faults: each request gets one of `faults` with probability `percent`/100, drawn from
+/// a seeded generator so a failing run can be repeated.
+struct Chaos {
+    percent: u64,
+    faults: Vec<Fault>,
+    state: u64,
+}
+
+impl Chaos {
+    fn draw(&mut self) -> Option<Fault> {
+        // xorshift64*: plenty for spreading faults, and no dependency.
+        let mut next = || {
+            self.state ^= self.state >> 12;
+            self.state ^= self.state << 25;
+            self.state ^= self.state >> 27;
+            self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        if next() % 100 >= self.percent || self.faults.is_empty() {
+            return None;
+        }
+        let i = (next() % self.faults.len() as u64) as usize;
+        self.faults.get(i).cloned()
+    }
+}
+
+/// One request as the proxy saw it: when, what, and the fault it got (if any).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub at: std::time::Instant,
+    pub method: String,
+    pub path: String,
+    pub fault: Option<String>,
+}
+
+type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
+
 pub struct FaultProxy {
     pub addr: String,
-    rules: std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>>,
+    rules: Shared<Vec<(String, Fault)>>,
+    chaos: Shared<Option<Chaos>>,
     pub forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// (method, path) of every request that reached the proxy, in order.
-    pub seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    pub seen: Shared<Vec<(String, String)>>,
+    /// Every request with its time and fault, in order.
+    pub log: Shared<Vec<Seen>>,
 }
 
 impl FaultProxy {
     pub fn start(upstream: &str) -> Self {
-        let rules: std::sync::Arc<std::sync::Mutex<Vec<(String, Fault)>>> = Default::default();
+        let rules: Shared<Vec<(String, Fault)>> = Default::default();
+        let chaos: Shared<Option<Chaos>> = Default::default();
         let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let seen: Shared<Vec<(String, String)>> = Default::default();
+        let timed: Shared<Vec<Seen>> = Default::default();
         let upstream = upstream.to_string();
-        let (r, f, log) = (rules.clone(), forwarded.clone(), seen.clone());
+        let (r, c, f, log, t) = (
+            rules.clone(),
+            chaos.clone(),
+            forwarded.clone(),
+            seen.clone(),
+            timed.clone(),
+        );
         let addr = spawn_server(move |mut stream| {
-            let rules = r.clone();
-            let forwarded = f.clone();
-            let log = log.clone();
+            let (rules, chaos, forwarded) = (r.clone(), c.clone(), f.clone());
+            let (log, timed) = (log.clone(), t.clone());
             let upstream = upstream.clone();
             async move {
                 let Some(head) = read_head(&mut stream).await else {
@@ -581,7 +646,14 @@ impl FaultProxy {
                     .unwrap()
                     .iter()
                     .find(|(p, _)| head.path.contains(p.as_str()))
-                    .map(|(_, f)| f.clone());
+                    .map(|(_, f)| f.clone())
+                    .or_else(|| chaos.lock().unwrap().as_mut().and_then(Chaos::draw));
+                timed.lock().unwrap().push(Seen {
+                    at: std::time::Instant::now(),
+                    method: head.method.clone(),
+                    path: head.path.clone(),
+                    fault: fault.as_ref().map(Fault::name),
+                });
                 match fault {
                     None => {
                         forwarded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -594,9 +666,20 @@ impl FaultProxy {
         Self {
             addr,
             rules,
+            chaos,
             forwarded,
             seen,
+            log: timed,
         }
+    }
+
+    /// From now on, `percent` % of requests (that no rule matches) get one of `faults`.
+    pub fn chaos(&self, percent: u64, faults: Vec<Fault>, seed: u64) {
+        *self.chaos.lock().unwrap() = Some(Chaos {
+            percent,
+            faults,
+            state: seed.max(1),
+        });
     }
 
     /// Requests seen so far by method, e.g. `{"HEAD": 20, "GET": 40}`.
@@ -615,8 +698,10 @@ impl FaultProxy {
             .push((pattern.to_string(), fault));
     }
 
+    /// Removes every rule and stops the chaos.
     pub fn clear(&self) {
         self.rules.lock().unwrap().clear();
+        *self.chaos.lock().unwrap() = None;
     }
 }
 
@@ -763,6 +848,10 @@ async fn inject(
             }
         }
         Fault::Corrupt => forward(stream, head, upstream, true).await,
+        Fault::CorruptUndigested if head.method == "HEAD" => {
+            respond(&mut stream, "200 OK", &[], b"").await
+        }
+        Fault::CorruptUndigested => forward(stream, head, upstream, true).await,
         Fault::Paginate => paginate(stream, head, upstream).await,
     }
 }
