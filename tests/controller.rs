@@ -581,3 +581,71 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
     assert!(quiet.is_err(), "the refused status was sent again");
     assert_eq!(resolver.asked.lock().unwrap().len(), 3);
 }
+
+/// After an API server outage the watch may relist for a while (its backoff reaches 30 s), so
+/// reconciles keep seeing the version from before the operator's own write. The same status is
+/// not written again (nor its Event published) for that version; a different one is.
+#[tokio::test]
+async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
+    let Harness {
+        ctx,
+        resolver,
+        mut handle,
+    } = harness();
+    *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let mut stale = stream(None, true, true);
+    stale.metadata.resource_version = Some("41".into());
+    let stale = Arc::new(stale);
+    let mut written = (*stale).clone();
+    written.metadata.resource_version = Some("42".into());
+    let object = serde_json::to_value(&written).unwrap();
+    let task = tokio::spawn(reconcile(stale.clone(), ctx.clone()));
+    expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true));
+    })
+    .await;
+    expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
+    })
+    .await;
+    expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/events")), (&Method::POST, true));
+    })
+    .await;
+    task.await.unwrap().expect("reconcile");
+
+    // The cache still shows version 41: nothing is sent again (a request would go unanswered).
+    let again = tokio::time::timeout(
+        Duration::from_secs(2),
+        reconcile(stale.clone(), ctx.clone()),
+    )
+    .await;
+    assert!(again.is_ok(), "the same status was written again");
+
+    // The registry moved meanwhile: that is news, and is written.
+    let moved = ResolvedImage {
+        digest: "sha256:5e6f".into(),
+        docker_image_reference: "centos/python-35-centos7@sha256:5e6f".into(),
+        ..resolved()
+    };
+    *resolver.answer.lock().unwrap() = Some(Ok(moved));
+    let task = tokio::spawn(reconcile(stale, ctx));
+    let body = expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true));
+    })
+    .await;
+    assert_eq!(
+        body["status"]["tags"][0]["items"][0]["image"],
+        "sha256:5e6f"
+    );
+    expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
+    })
+    .await;
+    expect(&mut handle, &object, |m, u, _| {
+        // The recorder counts a repeated Event into the first one's series.
+        assert!(u.contains("/events") && (m == Method::POST || m == Method::PATCH));
+    })
+    .await;
+    task.await.unwrap().expect("reconcile");
+}

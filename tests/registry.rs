@@ -463,6 +463,18 @@ async fn faults_are_classified() {
         err.to_string().contains(&pushed),
         "names the announced digest: {err}"
     );
+
+    // HEAD names a digest the registry then does not serve: its inconsistency, retried, and
+    // not a "check the tag name" NotFound.
+    reg.push_image("vanish/app", "1", "v", false).await;
+    proxy.fail("/vanish/app/manifests/1", Fault::SlowBody);
+    let err = r.resolve(at("vanish/app")).await.unwrap_err();
+    assert_eq!(err.reason(), "InternalError", "{err}");
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("answered HTTP 404 for it"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -503,6 +515,36 @@ async fn rate_limits_surface_retry_after_and_pause_only_that_registry() {
 
     // Another registry is unaffected.
     assert!(r.resolve(at(&healthy.addr)).await.is_ok());
+}
+
+/// A short Retry-After is waited out: the request that got the 429 fails (its tag says so), but
+/// requests made during the pause wait for it to pass and then succeed, sending nothing before.
+#[tokio::test]
+async fn a_short_pause_is_waited_out_instead_of_failing_every_queued_import() {
+    install_crypto();
+    let Some(reg) = Registry::start(None).await else {
+        return;
+    };
+    reg.push_image("app", "1", "a", false).await;
+    let proxy = FaultProxy::start(&reg.addr);
+    proxy.fail(
+        "/manifests/",
+        Fault::Status(429, vec![("Retry-After", "2".into())], String::new()),
+    );
+    let r = resolver();
+    let at = || request(&format!("{}/app:1", proxy.addr), true, ImportMode::Legacy);
+    let err = r.resolve(at()).await.unwrap_err();
+    assert_eq!(err.reason(), "RateLimited", "{err}");
+    let limited_at = std::time::Instant::now();
+    proxy.clear();
+    let seen = proxy.log.lock().unwrap().len();
+    assert!(r.resolve(at()).await.is_ok());
+    let log = proxy.log.lock().unwrap();
+    let first_after = log[seen].at.duration_since(limited_at);
+    assert!(
+        first_after >= Duration::from_millis(1900),
+        "the next request went out {first_after:?} after a 2 s Retry-After"
+    );
 }
 
 /// Counts, not timings: a first import costs one HEAD per reference (plus the GETs of what is

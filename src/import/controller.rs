@@ -98,6 +98,9 @@ pub struct Context {
     urgent: Mutex<std::collections::HashSet<String>>,
     /// Stream UID → fingerprint of the status that could not be stored, so it is not sent again.
     rejected: Mutex<HashMap<String, u64>>,
+    /// Status writes the cache has not shown back yet: uid → (the cached resourceVersion they
+    /// were computed from, fingerprint). Kept until the stream's next reconcile.
+    unconfirmed: Mutex<HashMap<String, (String, u64)>>,
 }
 
 impl Context {
@@ -126,6 +129,7 @@ impl Context {
             pending_check: Mutex::default(),
             urgent: Mutex::default(),
             rejected: Mutex::default(),
+            unconfirmed: Mutex::default(),
         }
     }
 
@@ -142,6 +146,14 @@ impl Context {
             self.lock_urgent().remove(&key);
             if let Some(uid) = s.uid() {
                 self.lock_pending_check().remove(&uid);
+                self.unconfirmed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&uid);
+                self.rejected
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&uid);
             }
             return;
         }
@@ -176,6 +188,29 @@ impl Context {
         let uid = stream.uid().unwrap_or_default();
         let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         rejected.remove(&uid);
+    }
+
+    fn wrote(&self, stream: &ImageStream, status: &ImageStreamStatus) {
+        let uid = stream.uid().unwrap_or_default();
+        let rv = stream.resource_version().unwrap_or_default();
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        unconfirmed.insert(uid, (rv, fingerprint(status)));
+    }
+
+    /// Whether `status` repeats the write made from this very version of the stream: the
+    /// cache has not caught up with it (a watch relisting after an API server outage), and
+    /// writing again would only stamp new times, once per scheduled check.
+    fn repeats_unconfirmed_write(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
+        let uid = stream.uid().unwrap_or_default();
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((rv, print)) = unconfirmed.get(&uid) else {
+            return false;
+        };
+        if stream.resource_version().as_ref() != Some(rv) {
+            unconfirmed.remove(&uid);
+            return false;
+        }
+        *print == fingerprint(status)
     }
 
     fn was_rejected(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
@@ -225,7 +260,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let plan = imports_needed(&stream, &hints);
     let mut outcomes = import(&ctx, &stream, &plan, &keyring).await;
     let repository = import_repository(&ctx, &stream, &keyring, &mut outcomes).await;
-    if !plan.is_empty() {
+    if checked_every_scheduled_tag(&stream, &plan) {
         ctx.scheduler.mark_checked(&key, now);
     }
 
@@ -255,6 +290,12 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         ),
     };
     let changed = old != status;
+    if changed && ctx.repeats_unconfirmed_write(&stream, &status) {
+        debug!(stream = %key, "the cache has not shown the last status write yet; not writing it again");
+        return Ok(Action::requeue(next_wakeup(
+            &ctx, &stream, &key, throttled, now,
+        )));
+    }
     let written = match changed {
         false => None,
         true => match store_status(&ctx, &api, &stream, &status, &fit).await? {
@@ -308,6 +349,7 @@ async fn store_status(
         written => {
             let rv = written?;
             ctx.accepted(stream);
+            ctx.wrote(stream, status);
             Ok(Ok(rv))
         }
     }
@@ -406,6 +448,18 @@ fn settled(ctx: &Context, stream: Arc<ImageStream>) -> Arc<ImageStream> {
     view.annotations_mut()
         .insert(DOCKER_REPOSITORY_CHECK.into(), "pending".into());
     Arc::new(view)
+}
+
+/// Only an import that covered every scheduled tag restarts the stream's interval: a retry of
+/// one failing tag (every 10 s while a registry misbehaves) must not keep postponing its
+/// siblings' scheduled checks.
+fn checked_every_scheduled_tag(stream: &ImageStream, plan: &BTreeMap<String, Cause>) -> bool {
+    !plan.is_empty()
+        && stream
+            .spec_tags()
+            .iter()
+            .filter(|t| is_scheduled(stream, t))
+            .all(|t| plan.contains_key(&t.name))
 }
 
 /// What the controller remembers that status does not: schedule, backoff, credential changes.
@@ -842,7 +896,8 @@ fn record_retries(
                 let backoff = Duration::from_secs(5)
                     .saturating_mul(1 << attempts.min(16))
                     .min(cap);
-                let delay = e.retry_after().unwrap_or(backoff);
+                // A registry's Retry-After is a floor, never a reason to retry sooner.
+                let delay = e.retry_after().map_or(backoff, |r| r.max(backoff));
                 retries.insert(
                     id,
                     RetryState {
@@ -1159,5 +1214,34 @@ mod source_index_tests {
         index.remove(&ObjectRef::new("other").within("a"));
         index.remove(&ObjectRef::from_obj(&alias));
         assert!(index.sources.is_empty() && index.dependents.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_import_of_every_scheduled_tag_restarts_the_interval() {
+        let stream: ImageStream = serde_json::from_value(json!({
+            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+            "metadata": {"name": "s", "namespace": "a"}, "spec": {"tags": [
+                {"name": "a", "from": {"kind": "DockerImage", "name": "r/x:a"}, "importPolicy": {"scheduled": true}},
+                {"name": "b", "from": {"kind": "DockerImage", "name": "r/x:b"}, "importPolicy": {"scheduled": true}},
+                {"name": "c", "from": {"kind": "DockerImage", "name": "r/x:c"}}]}
+        }))
+        .expect("stream");
+        let plan = |tags: &[&str]| -> BTreeMap<String, Cause> {
+            tags.iter().map(|t| (t.to_string(), Cause::Retry)).collect()
+        };
+        assert!(checked_every_scheduled_tag(&stream, &plan(&["a", "b"])));
+        assert!(checked_every_scheduled_tag(
+            &stream,
+            &plan(&["a", "b", "c"])
+        ));
+        // A retry of one failing tag leaves its sibling's schedule alone.
+        assert!(!checked_every_scheduled_tag(&stream, &plan(&["a"])));
+        assert!(!checked_every_scheduled_tag(&stream, &plan(&["c"])));
+        assert!(!checked_every_scheduled_tag(&stream, &plan(&[])));
     }
 }

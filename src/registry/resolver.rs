@@ -379,7 +379,8 @@ impl Inner {
                 let (b, m, _) = self
                     .transport
                     .get_manifest(ep, digest, MANIFEST_TYPES, MAX_MANIFEST_BYTES)
-                    .await?;
+                    .await
+                    .map_err(|e| vanished(e, digest))?;
                 (b, m)
             }
         };
@@ -700,6 +701,19 @@ fn apply_config(details: &mut ImageDetails, blob: &[u8]) -> Result<(), HttpError
         })
         .filter(|v| !v.is_empty());
     Ok(())
+}
+
+/// The registry itself named this digest (a HEAD, or a list's entry), so a 404 for it is the
+/// registry's inconsistency (replication lag, a half-deleted image), not a wrong name: say so,
+/// and let the import be retried instead of telling the user to check the tag.
+fn vanished(e: HttpError, digest: &str) -> HttpError {
+    match e {
+        HttpError::Status { code: 404, .. } => HttpError::Malformed(format!(
+            "the registry named {digest} but answered HTTP 404 for it (still replicating, or \
+             inconsistent); the import is retried automatically"
+        )),
+        e => e,
+    }
 }
 
 /// Map wire failures to the reasons the controller writes, naming the reference and the cause.

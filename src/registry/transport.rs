@@ -27,6 +27,8 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_TOKEN_BODY: usize = 64 * 1024;
 /// The token lifetime the distribution spec assumes when the server names none.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest registry pause (`Retry-After` of a 429) a request waits out instead of failing.
+const MAX_PAUSE_WAIT: Duration = Duration::from_secs(10);
 /// Registries hand out tokens for minutes; anything longer is renewed hourly anyway.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -276,9 +278,7 @@ impl Transport {
             .check_registry(&ep.registry)
             .map_err(HttpError::Refused)?;
         let state = self.state(&ep.registry);
-        if let Some(left) = paused_for(&state) {
-            return Err(HttpError::Paused { retry_after: left });
-        }
+        wait_out_pause(&state).await?;
         let _slot = state
             .slots
             .acquire()
@@ -288,6 +288,8 @@ impl Transport {
         let mut auth = self.cached_auth(ep, &state).await?;
         let mut retried = false;
         loop {
+            // A request queued for a slot may find the registry paused by now.
+            wait_out_pause(&state).await?;
             state.limiter.until_ready().await;
             let response = self
                 .once(ep, method.clone(), &url, accept, auth.as_ref())
@@ -737,6 +739,19 @@ fn max_concurrency(config: &TransportConfig) -> usize {
 
 fn nonzero(n: u32) -> std::num::NonZeroU32 {
     std::num::NonZeroU32::new(n).unwrap_or(std::num::NonZeroU32::MIN)
+}
+
+/// A short pause (a registry's `Retry-After` of a few seconds) is waited out: failing every
+/// queued import for it would turn one 429 into hundreds of failure conditions. A longer one
+/// fails at once, so the tag says so and is retried after it.
+async fn wait_out_pause(state: &RegistryState) -> Result<(), HttpError> {
+    while let Some(left) = paused_for(state) {
+        if left > MAX_PAUSE_WAIT {
+            return Err(HttpError::Paused { retry_after: left });
+        }
+        tokio::time::sleep(left).await;
+    }
+    Ok(())
 }
 
 fn paused_for(state: &RegistryState) -> Option<Duration> {

@@ -172,7 +172,7 @@ impl Scheduler {
         (last + interval).saturating_duration_since(now)
     }
 
-    /// Any import of the stream (explicit or scheduled) restarts its interval.
+    /// Restarts the stream's interval: an import covered every scheduled tag.
     pub fn mark_checked(&self, key: &str, now: Instant) {
         self.last_checked
             .lock()
