@@ -1080,7 +1080,7 @@ pub async fn run_shared(
         let (reader, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("type={type_}"));
         let events = reflector(writer, watcher(Api::<Secret>::all(client.clone()), config))
-            .default_backoff()
+            .backoff(crate::api::cache::watch_backoff())
             .touched_objects();
         secret_stores.push(reader);
         secret_events.push(events.boxed());

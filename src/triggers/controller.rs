@@ -612,7 +612,7 @@ async fn kind_controller(
     let reader = writer.as_reader();
     let admit = ctx.clone();
     let events = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(crate::api::cache::watch_backoff())
         .map_ok(move |event| admit.admit(kind, event))
         .inspect(move |e| match e {
             Ok(watcher::Event::InitDone) => ready(),
