@@ -180,6 +180,39 @@ impl Registry {
         self.push_manifest(repo, tag, bytes, media_type).await
     }
 
+    /// Push one OCI image per `(tag, marker)` into `repo`, all sharing one layer and config and
+    /// differing by a manifest annotation: a distinct digest per tag for one request each, so
+    /// tests can push thousands quickly. Returns the digests in order.
+    pub async fn push_variants(&self, repo: &str, tags: &[(String, String)]) -> Vec<String> {
+        let (base, media_type) = self
+            .image_manifest(repo, repo, "linux", "amd64", true)
+            .await;
+        let base: serde_json::Value = serde_json::from_slice(&base).unwrap();
+        // One client for all: building one loads the system's root certificates.
+        let client = self.client();
+        let mut digests = Vec::new();
+        for (tag, marker) in tags {
+            let mut manifest = base.clone();
+            manifest["annotations"] = serde_json::json!({"test.marker": marker});
+            let bytes = serde_json::to_vec(&manifest).unwrap();
+            let reference = Reference::with_tag(self.addr.clone(), repo.into(), tag.clone());
+            client
+                .auth(&reference, &self.auth, RegistryOperation::Push)
+                .await
+                .unwrap();
+            digests.push(digest(&bytes));
+            client
+                .push_manifest_raw(
+                    &reference,
+                    bytes,
+                    http::HeaderValue::from_str(media_type).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        digests
+    }
+
     /// Push an image for one platform and return (manifest bytes, media type) without tagging it.
     pub async fn image_manifest(
         &self,

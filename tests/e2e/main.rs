@@ -4,11 +4,15 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod drills;
+mod failover;
+mod faults;
 mod fixtures;
 mod grant;
 #[path = "../common/helm.rs"]
 mod helm;
 mod identity;
+mod process;
 mod replicasets;
 
 use std::sync::Arc;
@@ -471,96 +475,6 @@ async fn seed_walkthrough_with_the_plugin() {
     assert!(s.spec_tag("3.5").is_none() && s.status_tag("3.5").is_none());
 
     ctrl.abort();
-    drop(cleanup);
-}
-
-/// Two replicas with leader election: only the leader imports; kill it and the other takes over
-/// within the lease duration, without importing anything twice.
-#[tokio::test]
-async fn leader_failover_imports_once() {
-    if !enabled() {
-        return;
-    }
-    use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
-    use imagestream_operator::ops::Health;
-    common::install_crypto();
-    let Some(reg) = common::Registry::start(None).await else {
-        return;
-    };
-    let first = reg.push_image("e2e/leader", "latest", "one", false).await;
-    let (client, ns, cleanup) = cluster("is-e2e-lead").await;
-    let replica = |identity: &str| {
-        let client = client.clone();
-        let addr = reg.addr.clone();
-        let config = LeaderConfig {
-            namespace: ns.clone(),
-            lease_name: "imagestream-operator".into(),
-            identity: identity.into(),
-            duration: 6,
-            grace: 2,
-            metrics: Default::default(),
-        };
-        tokio::spawn(async move {
-            let resolver = RegistryResolver::new(ResolverConfig::with_policy(RegistryPolicy {
-                insecure: vec![addr],
-                ..Default::default()
-            }))
-            .unwrap();
-            let c = client.clone();
-            run_as_leader(client, config, Arc::new(Health::default()), move || {
-                controller::run(
-                    c,
-                    Arc::new(resolver),
-                    Scheduler::new(Duration::from_secs(2), 0),
-                    Settings::default(),
-                )
-            })
-            .await
-        })
-    };
-    let a = replica("replica-a");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let b = replica("replica-b");
-
-    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-    streams
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                "metadata": {"name": "leader"},
-                "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("{}/e2e/leader", reg.addr)}, "importPolicy": {"scheduled": true}}]}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    wait_for(&streams, "leader", "first import", |s| {
-        s.status_tag("latest")
-            .is_some_and(|t| t.items.first().is_some_and(|i| i.image == first))
-    })
-    .await;
-    // Kill the leader without releasing its lease, then push: the follower must import it.
-    a.abort();
-    let second = reg.push_image("e2e/leader", "latest", "two", false).await;
-    let s = wait_for(&streams, "leader", "import by the new leader", |s| {
-        s.status_tag("latest")
-            .is_some_and(|t| t.items.first().is_some_and(|i| i.image == second))
-    })
-    .await;
-    let items: Vec<&str> = s
-        .status_tag("latest")
-        .unwrap()
-        .items
-        .iter()
-        .map(|i| i.image.as_str())
-        .collect();
-    assert_eq!(
-        items,
-        [second.as_str(), first.as_str()],
-        "each image recorded exactly once"
-    );
-    b.abort();
     drop(cleanup);
 }
 

@@ -1,0 +1,381 @@
+//! API server drills on the real control plane: the API server stopped for 20 s while a push
+//! happens, and a second writer that makes every stream's first status write fail with 409.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use imagestream_operator::api::ImageStream;
+use imagestream_operator::import::controller::{self, Settings};
+use imagestream_operator::schedule::Scheduler;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, PostParams};
+use serde_json::{json, Value};
+
+use super::process::Operator;
+use super::{cluster, common, enabled, fixtures, resolver_for, wait_for};
+
+/// The kube-apiserver that `../shared/k8s/up.sh` started, which a test may stop and start again
+/// with the same command line. Started again on drop, so a failing drill never leaves the
+/// cluster down for the tests after it.
+struct ApiServer {
+    dir: PathBuf,
+    argv: Vec<String>,
+    cwd: PathBuf,
+    pid: Option<u32>,
+    /// Set once this test started it (so it can be reaped).
+    child: Option<std::process::Child>,
+}
+
+impl ApiServer {
+    /// The API server of `IMAGESTREAM_K8S_DIR`, or why there is none to stop.
+    fn find() -> Result<Self, String> {
+        let dir =
+            PathBuf::from(std::env::var("IMAGESTREAM_K8S_DIR").map_err(|_| {
+                "IMAGESTREAM_K8S_DIR is not set (not the ../shared/k8s control plane)"
+            })?);
+        let pid: u32 = std::fs::read_to_string(dir.join("apiserver.pid"))
+            .map_err(|e| format!("apiserver.pid: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("apiserver.pid: {e}"))?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| format!("the API server (pid {pid}) is not running here: {e}"))?;
+        let argv = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| e.to_string())?;
+        Ok(Self {
+            dir,
+            argv,
+            cwd,
+            pid: Some(pid),
+            child: None,
+        })
+    }
+
+    /// SIGTERM, and SIGKILL if it has not exited after 10 s (its graceful shutdown waits for
+    /// long-running requests, and a drill needs it gone, not tidy).
+    fn stop(&mut self) {
+        let Some(pid) = self.pid.take() else { return };
+        let gone = |child: &mut Option<std::process::Child>| {
+            if let Some(c) = child {
+                return matches!(c.try_wait(), Ok(Some(_)));
+            }
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        };
+        for signal in ["-TERM", "-KILL"] {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if gone(&mut self.child) {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("the API server (pid {pid}) did not stop");
+    }
+
+    fn start(&mut self) {
+        use std::os::unix::process::CommandExt;
+        if self.pid.is_some() {
+            return;
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.cwd.join("apiserver.log"))
+            .expect("apiserver.log");
+        let child = std::process::Command::new(&self.argv[0])
+            .args(&self.argv[1..])
+            .current_dir(&self.cwd)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("the API server starts again");
+        // down.sh stops it by this file.
+        let _ = std::fs::write(self.dir.join("apiserver.pid"), child.id().to_string());
+        self.pid = Some(child.id());
+        self.child = Some(child);
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.start();
+    }
+}
+
+async fn ready(addr: &str) -> Option<(u16, String)> {
+    let r = reqwest::get(format!("http://{addr}/readyz")).await.ok()?;
+    let code = r.status().as_u16();
+    Some((code, r.text().await.unwrap_or_default()))
+}
+
+async fn until<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn pinned_to(deployments: &Api<Deployment>, name: &str, image: &str) -> Option<()> {
+    let d = deployments.get(name).await.ok()?;
+    (fixtures::image(&d).as_deref() == Some(image)).then_some(())
+}
+
+#[tokio::test]
+async fn api_server_outage_during_a_push_loses_nothing() {
+    if !enabled() {
+        return;
+    }
+    let mut apiserver = match ApiServer::find() {
+        Ok(a) => a,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
+        Err(why) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIP the API server drill: {why}");
+            return;
+        }
+    };
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let repo = format!("{}/drill/app", reg.addr);
+    let one = reg.push_image("drill/app", "latest", "one", false).await;
+    let (client, ns, cleanup) = cluster("is-e2e-outage").await;
+    let streams = fixtures::stream(&client, &ns, "app", &repo, false).await;
+    let deployments = fixtures::deployment(
+        &client,
+        &ns,
+        "web",
+        0,
+        Some(&fixtures::trigger("app:latest", None)),
+        "placeholder",
+    )
+    .await;
+    // As the chart runs it: leader election on, its default 15 s lease.
+    let mut operator = Operator::spawn(
+        "outage",
+        &[
+            ("SCHEDULED_IMPORT_INTERVAL", "2s".into()),
+            ("INSECURE_REGISTRIES", reg.addr.clone()),
+            ("LEADER_ELECTION", "true".into()),
+            ("POD_NAMESPACE", ns.clone()),
+            ("POD_NAME", "outage".into()),
+        ],
+    );
+    let first = format!("{repo}@{one}");
+    until("the first rollout", Duration::from_secs(60), || {
+        pinned_to(&deployments, "web", &first)
+    })
+    .await;
+    until("readiness", Duration::from_secs(30), || async {
+        ready(&operator.metrics).await.filter(|r| r.0 == 200)
+    })
+    .await;
+
+    apiserver.stop();
+    let stopped = Instant::now();
+    let two = reg.push_image("drill/app", "latest", "two", false).await;
+    let mut unready = None;
+    while stopped.elapsed() < Duration::from_secs(20) {
+        if let Some((503, body)) = ready(&operator.metrics).await {
+            if body.contains("API server unreachable") && unready.is_none() {
+                unready = Some(stopped.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    apiserver.start();
+    let restarted = Instant::now();
+    until("the API server", Duration::from_secs(90), || async {
+        client.apiserver_version().await.ok()
+    })
+    .await;
+    let back = restarted.elapsed();
+    let second = format!("{repo}@{two}");
+    until(
+        "the rollout of the push made during the outage",
+        Duration::from_secs(90),
+        || pinned_to(&deployments, "web", &second),
+    )
+    .await;
+    let rolled = restarted.elapsed();
+    until(
+        "readiness after the outage",
+        Duration::from_secs(30),
+        || async { ready(&operator.metrics).await.filter(|r| r.0 == 200) },
+    )
+    .await;
+    let s = wait_for(&streams, "app", "history", |s| {
+        s.status_tag("latest").is_some_and(|t| t.items.len() == 2)
+    })
+    .await;
+    let items: Vec<&str> = s
+        .status_tag("latest")
+        .unwrap()
+        .items
+        .iter()
+        .map(|i| i.image.as_str())
+        .collect();
+    assert_eq!(
+        items,
+        [two.as_str(), one.as_str()],
+        "nothing lost, nothing doubled"
+    );
+    let unready = unready.expect("/readyz reported the outage");
+    assert!(
+        operator.alive(),
+        "the operator ran through the outage without a restart"
+    );
+    let log = operator.log_text();
+    assert!(
+        !log.contains("leadership ended"),
+        "the leader kept its lease through the outage: {log}"
+    );
+    println!(
+        "API server down 20 s: /readyz 503 after {unready:.1?}; API server back {back:.1?} after its restart; push rolled out {rolled:.1?} after the restart; same operator process"
+    );
+    drop(operator);
+    drop(cleanup);
+}
+
+/// Every stream's first status write is refused with 409 (as if a second writer had changed it
+/// first), by a validating webhook served from this test. The import converges, and each
+/// stream's status is written exactly twice: the refused write and the one after it.
+#[tokio::test]
+async fn a_conflict_on_every_first_status_write_converges_without_a_hot_loop() {
+    if !enabled() {
+        return;
+    }
+    use imagestream_operator::admission::server::{generate, tls_config, Certificate};
+    const STREAMS: usize = 10;
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let (client, ns, mut cleanup) = cluster("is-e2e-conflict").await;
+    let host = std::env::var("IMAGESTREAM_E2E_WEBHOOK_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = common::free_port();
+    let cert = generate(std::slice::from_ref(&host)).unwrap();
+    let Certificate::Generated { cert_pem, .. } = &cert else {
+        unreachable!()
+    };
+    let writes: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let seen = writes.clone();
+    let app = axum::Router::new().route(
+        "/validate",
+        axum::routing::post(move |axum::Json(review): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let request = &review["request"];
+                let name = request["name"].as_str().unwrap_or_default().to_string();
+                let mut seen = seen.lock().unwrap();
+                let n = seen.entry(name).or_default();
+                *n += 1;
+                let response = match *n {
+                    1 => json!({"uid": request["uid"], "allowed": false, "status": {"code": 409, "reason": "Conflict",
+                        "message": "the object has been modified by another writer; apply your changes to the latest version and try again"}}),
+                    _ => json!({"uid": request["uid"], "allowed": true}),
+                };
+                axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}))
+            }
+        }),
+    );
+    let bind: std::net::SocketAddr = format!("{host}:{port}").parse().unwrap();
+    let tls = tls_config(&cert).await.unwrap();
+    let server = tokio::spawn(axum_server::bind_rustls(bind, tls).serve(app.into_make_service()));
+    let bundle = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert_pem);
+    let hooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let config_name = format!("imagestream-e2e-conflict-{}", std::process::id());
+    cleanup.cluster_scoped::<ValidatingWebhookConfiguration>(&config_name);
+    hooks
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": config_name},
+                "webhooks": [{"name": "second-writer.e2e.imagestream-operator.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+                    "failurePolicy": "Fail", "timeoutSeconds": 5,
+                    "clientConfig": {"url": format!("https://{host}:{port}/validate"), "caBundle": bundle},
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                    "rules": [{"apiGroups": ["image.openshift.io"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["imagestreams/status"]}]}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // The API server reads new webhook configurations asynchronously.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut digests = Vec::new();
+    for i in 0..STREAMS {
+        let d = reg
+            .push_image(&format!("conflict/s{i}"), "latest", &format!("c{i}"), false)
+            .await;
+        fixtures::stream(
+            &client,
+            &ns,
+            &format!("s{i}"),
+            &format!("{}/conflict/s{i}", reg.addr),
+            false,
+        )
+        .await;
+        digests.push(d);
+    }
+    let started = Instant::now();
+    let ctrl = tokio::spawn(controller::run(
+        client.clone(),
+        Arc::new(resolver_for(&reg)),
+        Scheduler::new(Duration::from_secs(3600), 0),
+        Settings::default(),
+    ));
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+    for (i, d) in digests.iter().enumerate() {
+        wait_for(
+            &streams,
+            &format!("s{i}"),
+            "the import after the conflict",
+            |s| {
+                s.status_tag("latest")
+                    .is_some_and(|t| t.items.first().is_some_and(|x| &x.image == d))
+            },
+        )
+        .await;
+    }
+    let converged = started.elapsed();
+    // Quiet: nothing more may be written once the status is stored.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    ctrl.abort();
+    server.abort();
+    let writes = writes.lock().unwrap().clone();
+    println!("409 on every first status write: {STREAMS} streams converged in {converged:.1?}; status writes per stream {writes:?}");
+    for i in 0..STREAMS {
+        assert_eq!(
+            writes.get(&format!("s{i}")),
+            Some(&2),
+            "stream s{i}: the refused write and one more, nothing after: {writes:?}"
+        );
+    }
+    drop(cleanup);
+}
