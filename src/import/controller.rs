@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
+
+use crate::ops::events::EventRecorder;
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -86,7 +88,7 @@ pub struct Context {
     pub resolver: Arc<dyn ImageResolver>,
     pub streams: Store<ImageStream>,
     pub secrets: Vec<Store<Secret>>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub scheduler: Scheduler,
     pub settings: Settings,
     retries: Mutex<HashMap<(String, String), RetryState>>,
@@ -117,7 +119,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             client,
             resolver,
             streams,

@@ -1,5 +1,6 @@
 //! Running it in production: metrics, health endpoints and leader election.
 
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;

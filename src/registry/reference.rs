@@ -326,6 +326,7 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         #[test]
         fn parser_never_panics(s in "\\PC{0,80}") {
             let _ = ImageRef::parse(&s).map(|r| (r.pinned("sha256:x"), r.host().to_string()));

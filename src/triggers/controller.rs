@@ -15,7 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Reporter};
+
+use crate::ops::events::EventRecorder;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -112,7 +114,7 @@ pub enum Fired {
 pub struct TriggerContext {
     pub client: Client,
     pub streams: Store<ImageStream>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub index: Mutex<TriggerIndex>,
     pub metrics: Arc<TriggerMetrics>,
     access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
@@ -132,7 +134,7 @@ impl TriggerContext {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             client,
             streams,
             index: Mutex::default(),
