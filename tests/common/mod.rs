@@ -195,20 +195,10 @@ impl Registry {
             let mut manifest = base.clone();
             manifest["annotations"] = serde_json::json!({"test.marker": marker});
             let bytes = serde_json::to_vec(&manifest).unwrap();
-            let reference = Reference::with_tag(self.addr.clone(), repo.into(), tag.clone());
-            client
-                .auth(&reference, &self.auth, RegistryOperation::Push)
-                .await
-                .unwrap();
-            digests.push(digest(&bytes));
-            client
-                .push_manifest_raw(
-                    &reference,
-                    bytes,
-                    http::HeaderValue::from_str(media_type).unwrap(),
-                )
-                .await
-                .unwrap();
+            digests.push(
+                self.push_manifest_with(&client, repo, tag, bytes, media_type)
+                    .await,
+            );
         }
         digests
     }
@@ -266,7 +256,18 @@ impl Registry {
         bytes: Vec<u8>,
         media_type: &str,
     ) -> String {
-        let client = self.client();
+        self.push_manifest_with(&self.client(), repo, tag, bytes, media_type)
+            .await
+    }
+
+    async fn push_manifest_with(
+        &self,
+        client: &Client,
+        repo: &str,
+        tag: &str,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> String {
         let reference = Reference::with_tag(self.addr.clone(), repo.into(), tag.into());
         client
             .auth(&reference, &self.auth, RegistryOperation::Push)

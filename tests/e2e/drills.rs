@@ -14,8 +14,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
 
+use super::fixtures::{self, until};
 use super::process::Operator;
-use super::{cluster, common, enabled, fixtures, resolver_for, wait_for};
+use super::{cluster, common, enabled, resolver_for, wait_for};
 
 /// The kube-apiserver that `../shared/k8s/up.sh` started, which a test may stop and start again
 /// with the same command line. Started again on drop, so a failing drill never leaves the
@@ -118,24 +119,6 @@ async fn ready(addr: &str) -> Option<(u16, String)> {
     let r = reqwest::get(format!("http://{addr}/readyz")).await.ok()?;
     let code = r.status().as_u16();
     Some((code, r.text().await.unwrap_or_default()))
-}
-
-async fn until<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 async fn pinned_to(deployments: &Api<Deployment>, name: &str, image: &str) -> Option<()> {

@@ -7,16 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
 use imagestream_operator::api::ImageStream;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use kube::Client;
-use serde_json::json;
 
+use super::fixtures::{self, until};
 use super::process::Operator;
-use super::{cluster, common, enabled, fixtures};
+use super::{cluster, common, enabled};
 
 const STREAMS: usize = 20;
 const TAGS: usize = 10;
@@ -28,24 +27,6 @@ fn keys() -> Vec<Key> {
     (0..STREAMS)
         .flat_map(|s| (0..TAGS).map(move |t| (s, t)))
         .collect()
-}
-
-async fn push_all(reg: &common::Registry, marker: &str) -> BTreeMap<Key, String> {
-    stream::iter(0..STREAMS)
-        .map(|s| async move {
-            let tags: Vec<(String, String)> = (0..TAGS)
-                .map(|t| (format!("t{t}"), format!("{marker}-{s}-{t}")))
-                .collect();
-            let digests = reg.push_variants(&format!("fo/s{s}"), &tags).await;
-            digests
-                .into_iter()
-                .enumerate()
-                .map(move |(t, d)| ((s, t), d))
-        })
-        .buffer_unordered(8)
-        .flat_map(stream::iter)
-        .collect()
-        .await
 }
 
 /// Deployment patches that took effect, as the API server counts them (`apiserver_request_total`).
@@ -92,24 +73,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
-async fn until<T, Fut: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut probe: impl FnMut() -> Fut,
-) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn leader_killed_mid_rollout_hands_over_without_double_patches() {
     if !enabled() {
@@ -120,24 +83,9 @@ async fn leader_killed_mid_rollout_hands_over_without_double_patches() {
         return;
     };
     let (client, ns, cleanup) = cluster("is-e2e-failover").await;
-    let first = push_all(&reg, "one").await;
+    let first = fixtures::push_grid(&reg, "fo", STREAMS, TAGS, "one").await;
     let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-    for s in 0..STREAMS {
-        let tags: Vec<_> = (0..TAGS)
-            .map(|t| json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": format!("{}/fo/s{s}:t{t}", reg.addr)}, "importPolicy": {"scheduled": true}}))
-            .collect();
-        streams
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                    "metadata": {"name": format!("s{s}")}, "spec": {"tags": tags}
-                }))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    fixtures::grid_streams(&streams, &reg.addr, "fo", STREAMS, TAGS).await;
     for (s, t) in keys() {
         let trigger = fixtures::trigger(&format!("s{s}:t{t}"), None);
         fixtures::deployment(
@@ -182,7 +130,7 @@ async fn leader_killed_mid_rollout_hands_over_without_double_patches() {
     let before = deployment_patches(&client).await;
 
     // Every tag moves; kill the leader as soon as the rollout is under way.
-    let second = push_all(&reg, "two").await;
+    let second = fixtures::push_grid(&reg, "fo", STREAMS, TAGS, "two").await;
     let moved_at_kill = until("the rollout to start", Duration::from_secs(60), || async {
         Some(pinned(&deployments, &reg.addr, &second).await).filter(|n| *n > 0)
     })

@@ -8,17 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
 use imagestream_operator::api::ImageStream;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::transport::Budget;
 use imagestream_operator::schedule::Scheduler;
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, ListParams};
 
-use super::{cluster, common, enabled};
+use super::{cluster, common, enabled, fixtures};
 use common::{Fault, FaultProxy};
 
 const STREAMS: usize = 100;
@@ -75,10 +73,6 @@ const FAULT_WORDS: &[&str] = &[
     "unknown",
 ];
 
-fn reference(proxy: &str, s: usize, t: usize) -> String {
-    format!("{proxy}/load/s{s}:t{t}")
-}
-
 /// One tag's history (image digests, newest first) and its failure message, if any.
 type Snapshot = BTreeMap<(usize, usize), (Vec<String>, Option<String>)>;
 
@@ -109,25 +103,6 @@ async fn snapshot(api: &Api<ImageStream>) -> Snapshot {
         }
     }
     out
-}
-
-/// A distinct image for every tag, one repository per stream.
-async fn push_all(reg: &common::Registry, marker: &str) -> BTreeMap<(usize, usize), String> {
-    stream::iter(0..STREAMS)
-        .map(|s| async move {
-            let tags: Vec<(String, String)> = (0..TAGS)
-                .map(|t| (format!("t{t}"), format!("{marker}-{s}-{t}")))
-                .collect();
-            let digests = reg.push_variants(&format!("load/s{s}"), &tags).await;
-            digests
-                .into_iter()
-                .enumerate()
-                .map(move |(t, d)| ((s, t), d))
-        })
-        .buffer_unordered(8)
-        .flat_map(stream::iter)
-        .collect()
-        .await
 }
 
 /// Waits until `done` holds for the snapshot, returning it and how long it took.
@@ -165,7 +140,7 @@ async fn a_thousand_tags_through_random_registry_faults() {
     let proxy = FaultProxy::start(&reg.addr);
     let (client, ns, cleanup) = cluster("is-e2e-faults").await;
     let pushing = Instant::now();
-    let first = push_all(&reg, "one").await;
+    let first = fixtures::push_grid(&reg, "load", STREAMS, TAGS, "one").await;
     println!("pushed {} images in {:.1?}", first.len(), pushing.elapsed());
 
     let mut config = ResolverConfig::with_policy(RegistryPolicy {
@@ -192,21 +167,7 @@ async fn a_thousand_tags_through_random_registry_faults() {
     proxy.chaos(20, faults(), 0x5eed);
     let chaos_started = Instant::now();
     let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-    for s in 0..STREAMS {
-        let tags: Vec<_> = (0..TAGS)
-            .map(|t| json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": reference(&proxy.addr, s, t)}, "importPolicy": {"scheduled": true}}))
-            .collect();
-        api.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                "metadata": {"name": format!("s{s}")}, "spec": {"tags": tags}
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    }
+    fixtures::grid_streams(&api, &proxy.addr, "load", STREAMS, TAGS).await;
 
     // 1. The first pass under faults: every tag is imported or says why not.
     let (one, took) = settle(
@@ -259,7 +220,7 @@ async fn a_thousand_tags_through_random_registry_faults() {
     );
 
     // 2. Every tag moves while the faults go on; history only grows, never doubles.
-    let second = push_all(&reg, "two").await;
+    let second = fixtures::push_grid(&reg, "load", STREAMS, TAGS, "two").await;
     tokio::time::sleep(INTERVAL + Duration::from_secs(5)).await;
     let two = snapshot(&api).await;
     for (key, (items, _)) in &two {

@@ -115,3 +115,75 @@ pub async fn grant_read(admin: &Client, source: &str, reader: &str) {
         .await
         .unwrap();
 }
+
+/// Polls `probe` every 100 ms until it answers, failing the test after `limit`.
+pub async fn until<T, F, Fut>(what: &str, limit: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A distinct image for tag `t{t}` of repository `{prefix}/s{s}`, for `streams` × `tags`;
+/// returns each (s, t)'s digest.
+pub async fn push_grid(
+    reg: &super::common::Registry,
+    prefix: &str,
+    streams: usize,
+    tags: usize,
+    marker: &str,
+) -> std::collections::BTreeMap<(usize, usize), String> {
+    use futures::{stream, StreamExt};
+    stream::iter(0..streams)
+        .map(|s| async move {
+            let names: Vec<(String, String)> = (0..tags)
+                .map(|t| (format!("t{t}"), format!("{marker}-{s}-{t}")))
+                .collect();
+            let digests = reg.push_variants(&format!("{prefix}/s{s}"), &names).await;
+            digests
+                .into_iter()
+                .enumerate()
+                .map(move |(t, d)| ((s, t), d))
+        })
+        .buffer_unordered(8)
+        .flat_map(stream::iter)
+        .collect()
+        .await
+}
+
+/// Streams `s0`…: stream `s{s}` has scheduled tags `t0`… importing `{registry}/{prefix}/s{s}:t{t}`
+/// (the images of `push_grid`).
+pub async fn grid_streams(
+    api: &Api<ImageStream>,
+    registry: &str,
+    prefix: &str,
+    streams: usize,
+    tags: usize,
+) {
+    for s in 0..streams {
+        let tags: Vec<_> = (0..tags)
+            .map(|t| json!({"name": format!("t{t}"), "from": {"kind": "DockerImage", "name": format!("{registry}/{prefix}/s{s}:t{t}")}, "importPolicy": {"scheduled": true}}))
+            .collect();
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                "metadata": {"name": format!("s{s}")}, "spec": {"tags": tags}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+}
