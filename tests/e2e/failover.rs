@@ -39,6 +39,7 @@ async fn deployment_patches(client: &Client) -> usize {
         .filter(|l| l.starts_with("apiserver_request_total{"))
         .filter(|l| l.contains(r#"resource="deployments""#) && l.contains(r#"subresource="""#))
         .filter(|l| l.contains(r#"verb="PATCH""#) || l.contains(r#"verb="APPLY""#))
+        .filter(|l| l.contains(r#"code="2"#))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as usize
 }
