@@ -11,8 +11,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
-
-use crate::ops::events::EventRecorder;
 use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -28,6 +26,7 @@ use crate::api::{
     ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
     PREFER_ARCH, PREFER_OS,
 };
+use crate::ops::events::EventRecorder;
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::tags::select;
 use crate::registry::{
@@ -199,16 +198,23 @@ impl Context {
         unconfirmed.insert(uid, (rv, fingerprint(status)));
     }
 
-    /// Whether `status` repeats the write made from this very version of the stream: the
-    /// cache has not caught up with it (a watch relisting after an API server outage), and
-    /// writing again would only stamp new times, once per scheduled check.
-    fn repeats_unconfirmed_write(&self, stream: &ImageStream, status: &ImageStreamStatus) -> bool {
+    /// Whether `status` (which differs from the cached one if `changed`) repeats the write made
+    /// from this very version of the stream: the cache has not caught up with it (a watch
+    /// relisting after an API server outage), and writing again would only stamp new times,
+    /// once per scheduled check. The record goes as soon as the cache has moved on or nothing
+    /// is left to write, so it lasts one reconcile in the normal case.
+    fn repeats_unconfirmed_write(
+        &self,
+        stream: &ImageStream,
+        status: &ImageStreamStatus,
+        changed: bool,
+    ) -> bool {
         let uid = stream.uid().unwrap_or_default();
         let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|p| p.into_inner());
         let Some((rv, print)) = unconfirmed.get(&uid) else {
             return false;
         };
-        if stream.resource_version().as_ref() != Some(rv) {
+        if !changed || stream.resource_version().as_ref() != Some(rv) {
             unconfirmed.remove(&uid);
             return false;
         }
@@ -292,7 +298,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         ),
     };
     let changed = old != status;
-    if changed && ctx.repeats_unconfirmed_write(&stream, &status) {
+    if ctx.repeats_unconfirmed_write(&stream, &status, changed) {
         debug!(stream = %key, "the cache has not shown the last status write yet; not writing it again");
         return Ok(Action::requeue(next_wakeup(
             &ctx, &stream, &key, throttled, now,
@@ -870,10 +876,9 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Transient failures back off exponentially (5 s doubling, capped), honouring Retry-After;
-/// anything else clears the retry state for that tag.
-/// Transient failures back off exponentially; a scheduled tag's backoff never exceeds its own
-/// schedule, so once a registry recovers every scheduled tag converges within one interval.
+/// Transient failures back off exponentially (10 s doubling, capped; a registry's Retry-After
+/// is a floor); anything else clears the retry state for that tag. A scheduled tag's backoff
+/// never exceeds its own schedule, so once a registry recovers it converges within one interval.
 fn record_retries(
     ctx: &Context,
     stream: &ImageStream,

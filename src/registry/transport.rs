@@ -556,11 +556,7 @@ impl Transport {
         let r = self
             .send(ep, Method::HEAD, &format!("manifests/{reference}"), accept)
             .await?;
-        Ok(r.headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .filter(|d| d.starts_with("sha256:"))
-            .map(str::to_string))
+        Ok(content_digest(r.headers()))
     }
 
     /// GET a manifest, at most `limit` bytes, verified against the digest asked for, or, by
@@ -583,12 +579,7 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let announced = r
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .filter(|d| d.starts_with("sha256:"))
-            .map(str::to_string);
+        let announced = content_digest(r.headers());
         let body = read_limited(r, limit).await?;
         self.metrics.record_bytes(&ep.registry, body.len());
         let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
@@ -651,6 +642,15 @@ impl Transport {
         }
         Ok(tags)
     }
+}
+
+/// The registry's `Docker-Content-Digest`, when it is a sha256 digest.
+fn content_digest(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .filter(|d| d.starts_with("sha256:"))
+        .map(str::to_string)
 }
 
 /// A token server's answer: `token` (or OAuth2's `access_token`) and its lifetime, capped so a

@@ -16,8 +16,6 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
-
-use crate::ops::events::EventRecorder;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -34,6 +32,7 @@ use super::workload::{
 };
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{ImageStream, TRIGGERS};
+use crate::ops::events::EventRecorder;
 
 /// Field manager recorded for the image fields triggers write (for GitOps ignore rules).
 pub const TRIGGER_FIELD_MANAGER: &str = "imagestream-operator-triggers";
