@@ -418,6 +418,14 @@ async fn setup_namespaces(client: &Client) {
     let api: Api<Namespace> = Api::all(client.clone());
     for i in 0..NAMESPACES {
         let name = ns(i);
+        // A previous run's namespaces may still be emptying: the garbage collection would load
+        // the API server this run measures, and creating objects in them would fail.
+        while let Ok(Some(old)) = api.get_opt(&name).await {
+            if old.metadata.deletion_timestamp.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         if api.get_opt(&name).await.ok().flatten().is_none() {
             let _ = api
                 .create(

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use imagestream_operator::api::*;
-use imagestream_operator::triggers::controller::{reconcile_workload, Fired, TriggerContext};
+use imagestream_operator::triggers::controller::{
+    reconcile_meta, reconcile_workload, Fired, Meta, TriggerContext,
+};
 use imagestream_operator::triggers::index::WorkloadKey;
 use imagestream_operator::triggers::workload::Kind;
 use kube::client::Body;
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::{reflector, watcher};
 use kube::Client;
 use serde_json::{json, Value};
@@ -91,6 +93,14 @@ async fn evaluate(
         let ctx = ctx.clone();
         tokio::spawn(async move { reconcile_workload(&ctx, &key(kind), &obj).await })
     };
+    let seen = answer(handle, answers).await;
+    let fired = task.await.unwrap().expect("evaluation failed");
+    (fired, seen)
+}
+
+/// Answers exactly `answers.len()` requests (a null answer echoes the request body), then checks
+/// that no other request comes.
+async fn answer(handle: &mut Handle, answers: Vec<Value>) -> Vec<Seen> {
     let mut seen = Vec::new();
     for answer in answers {
         let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
@@ -123,14 +133,78 @@ async fn evaluate(
             body,
         });
     }
-    let fired = task.await.unwrap().expect("evaluation failed");
     assert!(
         tokio::time::timeout(Duration::from_millis(200), handle.next_request())
             .await
             .is_err(),
         "unexpected extra API request"
     );
-    (fired, seen)
+    seen
+}
+
+/// The metadata the workload watch delivers for `obj` at `generation`.
+fn meta_of(obj: &DynamicObject, generation: i64) -> Arc<Meta> {
+    let mut metadata = obj.metadata.clone();
+    metadata.generation = Some(generation);
+    Arc::new(PartialObjectMeta {
+        types: obj.types.clone(),
+        metadata,
+        _phantom: Default::default(),
+    })
+}
+
+#[tokio::test]
+async fn a_workload_whose_tags_have_no_image_yet_is_not_even_read() {
+    let (ctx, mut handle) = context(vec![]);
+    let obj = workload(Kind::Deployment, &trigger(""), "example:old");
+    let task = tokio::spawn(reconcile_meta(
+        Kind::Deployment,
+        meta_of(&obj, 1),
+        ctx.clone(),
+    ));
+    let seen = answer(&mut handle, vec![]).await;
+    assert!(task.await.unwrap().is_ok());
+    assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn one_read_from_the_watch_cache_one_patch_and_the_patch_echo_is_not_evaluated() {
+    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let obj = workload(Kind::Deployment, &trigger(""), "example:old");
+    let mut patched = serde_json::to_value(workload(Kind::Deployment, &trigger(""), NEW)).unwrap();
+    patched["metadata"]["generation"] = json!(2);
+    let task = tokio::spawn(reconcile_meta(
+        Kind::Deployment,
+        meta_of(&obj, 1),
+        ctx.clone(),
+    ));
+    let current = serde_json::to_value(&obj).unwrap();
+    let seen = answer(&mut handle, vec![current, patched, Value::Null]).await;
+    assert!(task.await.unwrap().is_ok());
+    let calls: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.clone(), s.uri.as_str()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                Method::GET,
+                "/apis/apps/v1/namespaces/demo/deployments/web?&resourceVersion=0"
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/demo/deployments/web?&fieldManager=imagestream-operator-triggers"
+            ),
+            (Method::POST, "/apis/events.k8s.io/v1/namespaces/demo/events?"),
+        ]
+    );
+    // The watch then shows generation 2, our own patch: skipped once; a later generation is
+    // someone else's change and is evaluated.
+    let echo = meta_of(&obj, 2);
+    assert!(ctx.is_own_echo(Kind::Deployment, &echo));
+    assert!(!ctx.is_own_echo(Kind::Deployment, &echo));
+    assert!(!ctx.is_own_echo(Kind::Deployment, &meta_of(&obj, 3)));
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, GetParams, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
@@ -124,6 +124,9 @@ pub struct TriggerContext {
     denied: Mutex<HashSet<WorkloadKey>>,
     /// Consecutive failed evaluations per workload, for the backoff.
     failures: Mutex<HashMap<WorkloadKey, u32>>,
+    /// The generation each of our own patches produced, so the watch's echo of that patch is
+    /// not evaluated (and fetched) again.
+    echoes: Mutex<HashMap<WorkloadKey, i64>>,
 }
 
 impl TriggerContext {
@@ -142,7 +145,53 @@ impl TriggerContext {
             told: Mutex::default(),
             denied: Mutex::default(),
             failures: Mutex::default(),
+            echoes: Mutex::default(),
         }
+    }
+
+    fn lock_echoes(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, i64>> {
+        self.echoes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether this watch event only shows the generation our own last patch produced: the
+    /// object is then exactly what the evaluation that wrote it decided.
+    pub fn is_own_echo(&self, kind: Kind, meta: &Meta) -> bool {
+        let key = WorkloadKey {
+            kind,
+            namespace: meta.metadata.namespace.clone().unwrap_or_default(),
+            name: meta.metadata.name.clone().unwrap_or_default(),
+        };
+        let mut echoes = self.lock_echoes();
+        match (echoes.get(&key), meta.metadata.generation) {
+            (Some(own), Some(seen)) if *own == seen => {
+                echoes.remove(&key);
+                true
+            }
+            (Some(own), Some(seen)) if seen > *own => {
+                echoes.remove(&key);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether no trigger of this workload could set anything now: every one is paused or its
+    /// tag has no image yet. Such a workload needs no GET; the tag's first image fans out to it.
+    fn nothing_to_fire(&self, key: &WorkloadKey, meta: &Meta) -> bool {
+        let Some(annotation) = meta
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TRIGGERS))
+        else {
+            return true;
+        };
+        // An annotation that does not parse is reported, which needs the object.
+        parse(annotation, key.kind).is_ok_and(|triggers| {
+            triggers
+                .iter()
+                .all(|t| t.paused || self.pull_spec(&key.namespace, t).is_none())
+        })
     }
 
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, u32>> {
@@ -197,6 +246,7 @@ impl TriggerContext {
 
     pub fn forget(&self, key: &WorkloadKey) {
         self.lock_index().remove(key);
+        self.lock_echoes().remove(key);
         self.all_clear(key);
         self.note_denied(key, false);
     }
@@ -430,7 +480,11 @@ async fn patch(
         .patch(&key.name, &params, &Patch::Strategic(&body))
         .await
     {
-        Ok(_) => {}
+        Ok(patched) => {
+            if let Some(generation) = patched.metadata.generation {
+                ctx.lock_echoes().insert(key.clone(), generation);
+            }
+        }
         // Changed since we looked (often only its status): read it again and decide again.
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Fired::Conflict),
         Err(e) => {
@@ -493,7 +547,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-type Meta = PartialObjectMeta<DynamicObject>;
+pub type Meta = PartialObjectMeta<DynamicObject>;
 
 /// Run the controller on a stream cache of its own (tests, standalone use); the operator shares
 /// one cache through [`run_shared`].
@@ -622,9 +676,11 @@ async fn kind_controller(
         });
     // Re-evaluate on a change of the spec (generation) or of the trigger annotation, not on
     // every status update.
+    let own = ctx.clone();
     let changes = reflector(writer, events)
         .applied_objects()
-        .predicate_filter(evaluation_inputs, Default::default());
+        .predicate_filter(evaluation_inputs, Default::default())
+        .try_filter(move |m| futures::future::ready(!own.is_own_echo(kind, m)));
     Controller::for_stream_with(changes, reader, ar)
         .with_config(config)
         .reconcile_on(moved)
@@ -706,7 +762,7 @@ fn slim(m: Meta) -> Meta {
 const CONFLICT_RETRIES: usize = 5;
 
 /// Fetch the annotated workload and evaluate it.
-async fn reconcile_meta(
+pub async fn reconcile_meta(
     kind: Kind,
     meta: Arc<Meta>,
     ctx: Arc<TriggerContext>,
@@ -720,10 +776,21 @@ async fn reconcile_meta(
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &kind.api_resource());
     // A conflict is usually the workload's own controller writing its status between our read
     // and our patch; that is no spec change the watch would report, so read it again here.
+    if ctx.nothing_to_fire(&key, &meta) {
+        return Ok(Action::await_change());
+    }
     let mut fired = Fired::Conflict;
-    for _ in 0..CONFLICT_RETRIES {
-        let Some(obj) = api.get_opt(&key.name).await? else {
-            return Ok(Action::await_change());
+    for attempt in 0..CONFLICT_RETRIES {
+        // The first read may come from the API server's watch cache (no etcd read): it is at
+        // least as new as the event that woke us, and the patch is conditional on it anyway.
+        let params = match attempt {
+            0 => GetParams::any(),
+            _ => GetParams::default(),
+        };
+        let obj = match api.get_with(&key.name, &params).await {
+            Ok(obj) => obj,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
         };
         fired = reconcile_workload(&ctx, &key, &obj).await?;
         tracing::debug!(workload = %key, ?fired, "trigger evaluated");
