@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
-use imagestream_operator::api::{ImageStream, TRIGGERS};
+use imagestream_operator::api::{ImageStream, Notified, TRIGGERS};
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
-use imagestream_operator::notify::{
-    router, Notified, NotifyConfig, Receiver, Requester, TargetIndex,
-};
+use imagestream_operator::notify::{router, NotifyConfig, Receiver, Requester, TargetIndex};
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;
@@ -106,7 +104,7 @@ impl Requester for Pipe {
         let generation = w.stream["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
         w.stream["metadata"]["generation"] = json!(generation);
         w.stream["spec"]["tags"][0]["generation"] = json!(generation);
-        w.stream["metadata"]["annotations"][imagestream_operator::notify::NOTIFIED] =
+        w.stream["metadata"]["annotations"][imagestream_operator::api::NOTIFIED] =
             json!(serde_json::to_string(&notified).expect("json"));
         w.status_written = None;
         w.patched = None;

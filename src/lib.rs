@@ -16,4 +16,5 @@ pub mod notify;
 pub mod ops;
 pub mod registry;
 pub mod schedule;
+pub mod serve;
 pub mod triggers;

@@ -402,16 +402,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 (cert, Some(args.admission_webhook_configuration.clone()))
             }
         };
-        imagestream_operator::admission::run_shared(
-            admission_client,
-            admission_cache,
+        let endpoint = imagestream_operator::serve::Endpoint {
             addr,
             cert,
             inject,
-            Some(notify_config),
-            metrics.admission.clone(),
-        )
-        .await
+            notify: Some(notify_config),
+            metrics: metrics.admission.clone(),
+        };
+        imagestream_operator::serve::run_shared(admission_client, admission_cache, endpoint).await
     };
     tokio::select! {
         r = controllers => r,
@@ -460,7 +458,10 @@ mod tests {
         m.import.record(&Err(missing), 0.1);
         m.triggers
             .failures
-            .get_or_create(&vec![("reason".into(), "InvalidTrigger".into())])
+            .get_or_create(&vec![(
+                "reason".into(),
+                imagestream_operator::api::reason::INVALID_TRIGGER.into(),
+            )])
             .inc();
         m.import.push_to_import.observe(1.0);
         let registry = "quay.io".to_string();

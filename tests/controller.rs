@@ -330,10 +330,7 @@ async fn stretched_schedule_skips_the_check_after_a_recent_notification() {
         .metadata
         .annotations
         .get_or_insert_with(Default::default)
-        .insert(
-            imagestream_operator::notify::NOTIFIED.into(),
-            note.to_string(),
-        );
+        .insert(imagestream_operator::api::NOTIFIED.into(), note.to_string());
     let (requests, resolver) = run(h, notified, 0).await;
     assert!(requests.is_empty());
     assert!(

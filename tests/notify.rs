@@ -8,10 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use imagestream_operator::api::ImageStream;
-use imagestream_operator::notify::{
-    router, Notified, NotifyConfig, Receiver, Requester, TargetIndex,
-};
+use imagestream_operator::api::{ImageStream, Notified};
+use imagestream_operator::notify::{router, NotifyConfig, Receiver, Requester, TargetIndex};
 use serde_json::json;
 
 const TOKEN: &str = "s3cr3t-token";

@@ -4,106 +4,24 @@
 pub mod lookup;
 pub mod server;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use futures::{FutureExt, StreamExt};
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::json;
 
-use crate::api::cache::{StreamCache, StreamEvent};
-use crate::notify::TargetIndex;
-use server::{Admission, Certificate};
+use server::Certificate;
 
 /// Name of the MutatingWebhookConfiguration the chart installs.
 pub const WEBHOOK_CONFIGURATION: &str = "imagestream-operator";
 
-/// Runs on every replica (the Service may send a request to any of them) on a stream cache of its
-/// own (tests, standalone use); the operator shares its one cache through [`run_shared`].
-pub async fn run(
-    client: Client,
-    addr: SocketAddr,
-    cert: Certificate,
-    inject: Option<String>,
-    notify: Option<crate::notify::NotifyConfig>,
-) -> anyhow::Result<()> {
-    let (cache, driver) = StreamCache::new(client.clone());
-    tokio::select! {
-        () = driver => Ok(()),
-        r = run_shared(client, cache, addr, cert, inject, notify, Arc::default()) => r,
-    }
-}
-
-/// Serves the webhook (and the notification receiver) from the shared stream cache, so answers
-/// never wait for an API call.
-pub async fn run_shared(
-    client: Client,
-    cache: StreamCache,
-    addr: SocketAddr,
-    cert: Certificate,
-    inject: Option<String>,
-    notify: Option<crate::notify::NotifyConfig>,
-    metrics: Arc<server::AdmissionMetrics>,
-) -> anyhow::Result<()> {
-    if let (Certificate::Generated { cert_pem, .. }, Some(name)) = (&cert, &inject) {
-        let (client, name, ca) = (client.clone(), name.clone(), cert_pem.clone());
-        // Kept injected: `helm upgrade` rewrites the configuration without the caBundle.
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = inject_ca_bundle(&client, &name, &ca).await {
-                    tracing::warn!(error = %e, "webhook CA injection failed; retrying");
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-            }
-        });
-    }
-    let index: Arc<Mutex<TargetIndex>> = Arc::default();
-    // The notification index holds every spec tag's repository; without a notification secret
-    // every notification is refused, so it is not kept.
-    let accepts_notifications = notify
-        .as_ref()
-        .is_some_and(|c| c.token.is_some() || c.hmac_secret.is_some());
-    let maintain = match accepts_notifications {
-        true => maintain_index(&cache, index.clone()).boxed(),
-        false => futures::future::pending().boxed(),
-    };
-    let mut app = server::router(Admission {
-        streams: cache.store(),
-        metrics,
-    });
-    if let Some(config) = notify {
-        let requester = Arc::new(crate::notify::ApiRequester { client });
-        let receiver = crate::notify::Receiver::new(config, index, requester);
-        app = app.merge(crate::notify::router(receiver));
-    }
-    tokio::select! {
-        () = maintain => Ok(()),
-        r = server::serve_router(addr, cert, app) => r,
-    }
-}
-
-/// Keeps the notification index equal to the stream cache.
-async fn maintain_index(cache: &StreamCache, index: Arc<Mutex<TargetIndex>>) {
-    let changes = cache.subscribe();
-    {
-        let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
-        for s in cache.store().state() {
-            index.update(&s);
+/// Keeps the generated certificate in the webhook configuration `name`: `helm upgrade` rewrites
+/// the configuration without the caBundle, so it is checked again every minute.
+pub async fn keep_ca_bundle_injected(client: Client, name: String, ca_pem: String) {
+    loop {
+        if let Err(e) = inject_ca_bundle(&client, &name, &ca_pem).await {
+            tracing::warn!(error = %e, "webhook CA injection failed; retrying");
         }
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }
-    changes
-        .for_each(move |event| {
-            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
-            match event {
-                StreamEvent::Applied(s) => index.update(&s),
-                StreamEvent::Deleted(s) => {
-                    index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
-                }
-            }
-            futures::future::ready(())
-        })
-        .await
 }
 
 /// Puts the generated certificate (self-signed, so it is its own CA) into every webhook of the

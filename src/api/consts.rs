@@ -20,4 +20,4 @@ pub const IMPORT_SUCCESS: &str = "ImportSuccess";
 pub const DEFAULT_TAG: &str = "latest";
 
 /// Field manager for everything the import controller writes.
-pub const FIELD_MANAGER: &str = "imagestream-operator";
+pub const FIELD_MANAGER: &str = super::field_manager::IMPORT;

@@ -4,7 +4,11 @@
 
 pub mod cache;
 mod consts;
+mod notified;
+mod reasons;
 mod stream;
 
 pub use consts::*;
+pub use notified::{Notified, NOTIFIED};
+pub use reasons::{field_manager, reason};
 pub use stream::*;

@@ -22,7 +22,7 @@ use crate::triggers::workload::Kind;
 use edit::{Source, TagOptions};
 
 /// Field manager for the plugin's writes.
-pub const CLI_FIELD_MANAGER: &str = "kubectl-imagestream";
+pub const CLI_FIELD_MANAGER: &str = crate::api::field_manager::CLI;
 
 #[derive(Parser, Debug)]
 #[command(

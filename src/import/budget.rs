@@ -15,9 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::{ImageStreamStatus, TagEventCondition};
 
 /// The stream condition (and Warning reason) of a status shrunk to fit.
-pub const STATUS_TRIMMED: &str = "StatusTrimmed";
+pub const STATUS_TRIMMED: &str = crate::api::reason::STATUS_TRIMMED;
 /// The Warning reason of a status that cannot fit at all.
-pub const STATUS_TOO_LARGE: &str = "StatusTooLarge";
+pub const STATUS_TOO_LARGE: &str = crate::api::reason::STATUS_TOO_LARGE;
 
 /// Bytes of JSON one status may take: two thirds of the smallest limit on the way to etcd, so
 /// spec, metadata and managedFields keep their room.

@@ -23,7 +23,7 @@ use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{
-    ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
+    reason, ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
     PREFER_ARCH, PREFER_OS,
 };
 use crate::ops::events::EventRecorder;
@@ -528,7 +528,7 @@ fn stretched(ctx: &Context, stream: &ImageStream) -> bool {
     if !ctx.settings.stretch_schedule_when_notified {
         return false;
     }
-    let Some(n) = crate::notify::Notified::of(stream) else {
+    let Some(n) = crate::api::Notified::of(stream) else {
         return false;
     };
     let window = ctx.scheduler.interval().saturating_mul(4).as_millis() as i64;
@@ -779,7 +779,7 @@ async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
         }
     }
     // Name the push notification that asked for these imports, and time it.
-    let notified = crate::notify::Notified::of(stream);
+    let notified = crate::api::Notified::of(stream);
     let by = notified.as_ref().and_then(|n| {
         let asked = changes
             .iter()
@@ -834,13 +834,13 @@ pub fn summary_event(changes: &[TagChange], notified_by: Option<&str>) -> Option
         (true, true) => return None,
         (true, false) => (
             EventType::Normal,
-            "Imported",
+            reason::IMPORTED,
             format!("{}{by}", listing(&imported)),
         ),
-        (false, true) => (EventType::Warning, "ImportFailed", listing(&failed)),
+        (false, true) => (EventType::Warning, reason::IMPORT_FAILED, listing(&failed)),
         (false, false) => (
             EventType::Warning,
-            "ImportFailed",
+            reason::IMPORT_FAILED,
             format!(
                 "{}; imported meanwhile: {}{by}",
                 listing(&failed),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{fingerprint, requested_generation};
 use crate::api::{ImageStream, TagReference, DOCKER_REPOSITORY_CHECK};
-use crate::registry::ImageRef;
+use crate::registry::{credentials_may_help, ImageRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -74,12 +74,9 @@ pub fn imports_needed(stream: &ImageStream, hints: &Hints) -> BTreeMap<String, C
         let status = stream.status_tag(&tag.name);
         let observed = status.map_or(0, |s| s.observed_generation());
         let failed_for_credentials = status.is_some_and(|s| {
-            s.conditions.iter().any(|c| {
-                matches!(
-                    c.reason.as_deref(),
-                    Some("Unauthorized" | "Forbidden" | "NotFound")
-                )
-            })
+            s.conditions
+                .iter()
+                .any(|c| c.reason.as_deref().is_some_and(credentials_may_help))
         });
         let cause =
             if status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag)) {

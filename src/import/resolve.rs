@@ -10,8 +10,8 @@ use super::history::{add_tag_event, cap_history, failure_condition, set_failure}
 use super::plan::Cause;
 use super::spec::{fingerprint, source_of, Source};
 use crate::api::{
-    ImageDetails, ImageStream, ImageStreamStatus, NamedTagEventList, RepositoryImportStatus,
-    SourceKind, TagEvent, TagReference, TagSource,
+    reason, ImageDetails, ImageStream, ImageStreamStatus, NamedTagEventList,
+    RepositoryImportStatus, SourceKind, TagEvent, TagReference, TagSource,
 };
 use crate::registry::{RegistryError, ResolvedImage};
 
@@ -107,7 +107,7 @@ pub fn resolve(input: &Input) -> Resolution {
                 stream: s,
                 id,
             } => ctx.copy_image(entry, &namespace, &s, &id, &old),
-            Source::Invalid(message) => ctx.fail(entry, "Invalid", message),
+            Source::Invalid(message) => ctx.fail(entry, reason::INVALID, message),
         }
     }
     repository_tags(input, &mut tags, generation);
@@ -212,7 +212,7 @@ impl TagCtx<'_> {
         }
         self.fail(
             entry,
-            "Forbidden",
+            reason::FORBIDDEN,
             format!(
                 "tags from image streams in namespace {namespace:?} are not allowed: the operator runs without --allow-cross-namespace-sources; copy the image with a DockerImage source instead"
             ),
@@ -231,7 +231,7 @@ impl TagCtx<'_> {
                 "image stream {namespace}/{stream} not found: create it or correct spec.tags[{}].from.name",
                 self.spec_tag.name
             );
-            return self.fail(entry, "NotFound", message);
+            return self.fail(entry, reason::NOT_FOUND, message);
         };
         let Some(current) = source.status_tag(tag).and_then(|t| t.items.first()) else {
             return;
@@ -272,14 +272,14 @@ impl TagCtx<'_> {
                     "image stream {namespace}/{stream} not found: create it or correct spec.tags[{}].from.name",
                     self.spec_tag.name
                 );
-                return self.fail(entry, "NotFound", message);
+                return self.fail(entry, reason::NOT_FOUND, message);
             }
         };
         let matches = find_images(history, id);
         match matches.len() {
             0 => self.fail(
                 entry,
-                "NotFound",
+                reason::NOT_FOUND,
                 format!("no image matching {id:?} in the history of image stream {namespace}/{stream}: use a digest from `kubectl imagestream describe is {stream}`"),
             ),
             1 => {
@@ -365,12 +365,12 @@ fn repository_status(input: &Input, old: &ImageStreamStatus) -> Option<Repositor
         0 => ("Success", None, None),
         1 => (
             "Failure",
-            Some("ImportFailed"),
+            Some(reason::IMPORT_FAILED),
             Some("one of the images from this repository failed to import".to_string()),
         ),
         n => (
             "Failure",
-            Some("ImportFailed"),
+            Some(reason::IMPORT_FAILED),
             Some(format!(
                 "{n} of the images from this repository failed to import"
             )),
@@ -459,7 +459,7 @@ fn follow_aliases(
                 if let Some(entry) = tags.get_mut(alias) {
                     set_failure(
                         entry,
-                        failure_condition("Invalid", message, generation, now),
+                        failure_condition(reason::INVALID, message, generation, now),
                     );
                 }
                 break;

@@ -2,6 +2,7 @@
 //! whose `from` names the pushed reference. `payload.rs` parses each source's JSON; this file
 //! authenticates, maps through an in-memory index, and writes the re-import request.
 
+pub mod index;
 pub mod payload;
 
 use std::collections::{BTreeSet, HashMap};
@@ -13,37 +14,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use serde::{Deserialize, Serialize};
 
-use crate::api::{ImageStream, SourceKind};
+use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::{ImageStream, Notified, NOTIFIED};
 use crate::registry::ImageRef;
+pub use index::{key, Target, TargetIndex};
 use payload::{Push, Source};
 
-/// Stream annotation recording the notification that requested the pending import, so the
-/// controllers can name the source in their Event and measure push→import→rollout latency.
-pub const NOTIFIED: &str = "imagestream-operator.io/notified";
 /// Largest accepted notification body.
 pub const MAX_BODY: usize = 1024 * 1024;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Notified {
-    pub source: String,
-    /// Milliseconds since the Unix epoch when the notification arrived.
-    pub at_ms: i64,
-    pub tags: Vec<String>,
-}
-
-impl Notified {
-    pub fn of(stream: &ImageStream) -> Option<Notified> {
-        serde_json::from_str(stream.annotation(NOTIFIED)?).ok()
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifyLabels {
@@ -108,14 +94,6 @@ pub struct NotifyConfig {
     pub metrics: NotifyMetrics,
 }
 
-/// One spec tag to re-import.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Target {
-    pub namespace: String,
-    pub stream: String,
-    pub tag: String,
-}
-
 /// Writes the re-import request (the API server in production).
 pub trait Requester: Send + Sync {
     fn request(
@@ -125,79 +103,6 @@ pub trait Requester: Send + Sync {
         tags: Vec<String>,
         notified: Notified,
     ) -> BoxFuture<'_, Result<(), String>>;
-}
-
-/// `registry/repository:tag` as the index keys it.
-pub fn key(r: &ImageRef) -> String {
-    format!(
-        "{}/{}:{}",
-        r.registry(),
-        r.repository(),
-        r.tag().unwrap_or("latest")
-    )
-}
-
-/// `registry/repository:tag` → the spec tags importing it (DockerImage, not `reference`, not
-/// pinned by digest), kept up to date from the stream watch; a notification costs one lookup.
-#[derive(Default)]
-pub struct TargetIndex {
-    by_key: HashMap<String, BTreeSet<Target>>,
-    by_stream: HashMap<(String, String), Vec<String>>,
-}
-
-impl TargetIndex {
-    pub fn update(&mut self, s: &ImageStream) {
-        let id = (s.namespace().unwrap_or_default(), s.name_any());
-        self.remove(&id.0, &id.1);
-        let mut keys = Vec::new();
-        for t in s.spec_tags().iter().filter(|t| t.importable()) {
-            let Some(from) = t
-                .from
-                .as_ref()
-                .filter(|f| f.kind == SourceKind::DockerImage)
-            else {
-                continue;
-            };
-            let Ok(r) = ImageRef::parse(&from.name) else {
-                continue;
-            };
-            if r.is_digest_pinned() {
-                continue;
-            }
-            let k = key(&r);
-            self.by_key.entry(k.clone()).or_default().insert(Target {
-                namespace: id.0.clone(),
-                stream: id.1.clone(),
-                tag: t.name.clone(),
-            });
-            keys.push(k);
-        }
-        self.by_stream.insert(id, keys);
-    }
-
-    pub fn remove(&mut self, namespace: &str, name: &str) {
-        let id = (namespace.to_string(), name.to_string());
-        for k in self.by_stream.remove(&id).unwrap_or_default() {
-            if let Some(set) = self.by_key.get_mut(&k) {
-                set.retain(|t| !(t.namespace == id.0 && t.stream == id.1));
-                if set.is_empty() {
-                    self.by_key.remove(&k);
-                }
-            }
-        }
-    }
-
-    pub fn targets(&self, wanted: &BTreeSet<String>) -> Vec<Target> {
-        let mut out: Vec<Target> = wanted
-            .iter()
-            .filter_map(|k| self.by_key.get(k))
-            .flatten()
-            .cloned()
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
 }
 
 /// A requested target and the digest of the push that asked for it.
@@ -474,7 +379,7 @@ impl Requester for ApiRequester {
                     .get_or_insert_with(Default::default)
                     .insert(NOTIFIED.into(), note);
                 let params = PostParams {
-                    field_manager: Some("imagestream-operator-notify".into()),
+                    field_manager: Some(crate::api::field_manager::NOTIFY.into()),
                     ..Default::default()
                 };
                 match api.replace(&stream, &params, &s).await {
@@ -486,4 +391,25 @@ impl Requester for ApiRequester {
             Err(format!("{namespace}/{stream} kept changing"))
         })
     }
+}
+
+/// Keeps the notification index equal to the stream cache.
+pub async fn maintain_index(cache: &StreamCache, index: Arc<Mutex<TargetIndex>>) {
+    let changes = cache.subscribe();
+    index
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .reset(cache.store().state().iter().map(|s| s.as_ref()));
+    changes
+        .for_each(move |event| {
+            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+            match event {
+                StreamEvent::Applied(s) => index.update(&s),
+                StreamEvent::Deleted(s) => {
+                    index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
+                }
+            }
+            futures::future::ready(())
+        })
+        .await
 }

@@ -41,7 +41,7 @@ where
         .with_identity(&config.identity)
         .with_duration(config.duration)
         .with_grace(config.grace)
-        .with_field_manager("imagestream-operator-leader")
+        .with_field_manager(crate::api::field_manager::LEADER)
         .build()
         .await
         .map_err(|e| {

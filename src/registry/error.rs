@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::api::reason;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
     #[error("{reference}: {detail}; check the repository and tag names, then request a re-import")]
@@ -29,18 +31,24 @@ pub enum RegistryError {
     Internal { reference: String, detail: String },
 }
 
+/// Whether a failure recorded with this condition reason is one a new or changed pull secret
+/// could fix (a registry hides private repositories behind 401, 403 or 404).
+pub fn credentials_may_help(reason: &str) -> bool {
+    [reason::UNAUTHORIZED, reason::FORBIDDEN, reason::NOT_FOUND].contains(&reason)
+}
+
 impl RegistryError {
     /// The condition reason, as OpenShift spells it where OpenShift has one.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } => "NotFound",
-            Self::Unauthorized { .. } => "Unauthorized",
-            Self::Forbidden { .. } => "Forbidden",
-            Self::Invalid { .. } => "Invalid",
-            Self::BadRequest { .. } => "BadRequest",
-            Self::RateLimited { .. } => "RateLimited",
-            Self::Unreachable { .. } => "Unreachable",
-            Self::Internal { .. } => "InternalError",
+            Self::NotFound { .. } => reason::NOT_FOUND,
+            Self::Unauthorized { .. } => reason::UNAUTHORIZED,
+            Self::Forbidden { .. } => reason::FORBIDDEN,
+            Self::Invalid { .. } => reason::INVALID,
+            Self::BadRequest { .. } => reason::BAD_REQUEST,
+            Self::RateLimited { .. } => reason::RATE_LIMITED,
+            Self::Unreachable { .. } => reason::UNREACHABLE,
+            Self::Internal { .. } => reason::INTERNAL_ERROR,
         }
     }
 
@@ -55,10 +63,7 @@ impl RegistryError {
 
     /// Failures a new or changed pull secret could fix.
     pub fn credentials_may_help(&self) -> bool {
-        matches!(
-            self,
-            Self::Unauthorized { .. } | Self::Forbidden { .. } | Self::NotFound { .. }
-        )
+        credentials_may_help(self.reason())
     }
 
     pub fn retry_after(&self) -> Option<Duration> {

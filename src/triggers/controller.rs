@@ -31,11 +31,11 @@ use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
 use crate::api::cache::{StreamCache, StreamEvent};
-use crate::api::{ImageStream, TRIGGERS};
+use crate::api::{reason, ImageStream, TRIGGERS};
 use crate::ops::events::EventRecorder;
 
 /// Field manager recorded for the image fields triggers write (for GitOps ignore rules).
-pub const TRIGGER_FIELD_MANAGER: &str = "imagestream-operator-triggers";
+pub const TRIGGER_FIELD_MANAGER: &str = crate::api::field_manager::TRIGGERS;
 /// How long a SubjectAccessReview answer is trusted: no longer than the API server's own webhook
 /// authorizer caches answers (5 min allowed, 30 s denied). Denied workloads are evaluated again
 /// when their denial expires, so a RoleBinding granted after a `TriggerForbidden` takes effect
@@ -364,7 +364,7 @@ impl TriggerContext {
     /// Seconds since the push notification that moved this tag arrived (recent ones only).
     fn notified_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
         let stream = self.source(namespace, t)?;
-        let n = crate::notify::Notified::of(&stream).filter(|n| n.tags.contains(&t.tag))?;
+        let n = crate::api::Notified::of(&stream).filter(|n| n.tags.contains(&t.tag))?;
         let elapsed = jiff::Timestamp::now().as_millisecond() - n.at_ms;
         (0..600_000)
             .contains(&elapsed)
@@ -401,14 +401,14 @@ pub async fn reconcile_workload(
     let triggers = match parse(annotation, key.kind) {
         Ok(t) => t,
         Err(e) => {
-            ctx.warn_once(key, obj, "InvalidTrigger", e.message.clone())
+            ctx.warn_once(key, obj, reason::INVALID_TRIGGER, e.message.clone())
                 .await;
             return Ok(Fired::Skipped(e.message));
         }
     };
     if key.kind.template_immutable() {
         let note = "a Job's pod template cannot change after creation, so image triggers are not applied to Jobs; the admission webhook resolves them when a Job is created; a Job created before its tag had an image keeps the image it was created with".to_string();
-        ctx.warn_once(key, obj, "TriggerSkipped", note.clone())
+        ctx.warn_once(key, obj, reason::TRIGGER_SKIPPED, note.clone())
             .await;
         return Ok(Fired::Skipped(note));
     }
@@ -423,7 +423,7 @@ pub async fn reconcile_workload(
         let note = format!(
             "trigger {trigger}: the pod template has no container {container}; correct the fieldPath in image.openshift.io/triggers"
         );
-        ctx.warn_once(key, obj, "InvalidTrigger", note).await;
+        ctx.warn_once(key, obj, reason::INVALID_TRIGGER, note).await;
     }
     if updates.is_empty() {
         if allowed.iter().all(|a| *a) {
@@ -454,7 +454,8 @@ async fn cross_namespace_access(
                 "trigger {i}: service account {}/{sa} may not get imagestreams/{} in namespace {ns}; grant it read access there or copy the tag into this namespace",
                 key.namespace, t.stream
             );
-            ctx.warn_once(key, obj, "TriggerForbidden", note).await;
+            ctx.warn_once(key, obj, reason::TRIGGER_FORBIDDEN, note)
+                .await;
         }
         allowed.push(ok);
     }
@@ -491,7 +492,7 @@ async fn patch(
             ctx.warn_once(
                 key,
                 obj,
-                "TriggerFailed",
+                reason::TRIGGER_FAILED,
                 format!("could not set the image: {e}"),
             )
             .await;
@@ -521,7 +522,7 @@ async fn patch(
             "container {}: image {} -> {} (from {from})",
             u.container, u.old, u.new
         );
-        ctx.publish(key, obj, EventType::Normal, "ImageTriggered", note)
+        ctx.publish(key, obj, EventType::Normal, reason::IMAGE_TRIGGERED, note)
             .await;
     }
     ctx.all_clear(key);

@@ -504,13 +504,14 @@ async fn webhook_resolves_short_names_and_job_triggers() {
     let bind: std::net::SocketAddr = format!("{host}:{port}")
         .parse()
         .expect("IMAGESTREAM_E2E_WEBHOOK_HOST is an IP address");
-    let hook = tokio::spawn(imagestream_operator::admission::run(
-        client.clone(),
-        bind,
-        cert.clone(),
-        None,
-        None,
-    ));
+    let endpoint = imagestream_operator::serve::Endpoint {
+        addr: bind,
+        cert: cert.clone(),
+        inject: None,
+        notify: None,
+        metrics: Default::default(),
+    };
+    let hook = tokio::spawn(imagestream_operator::serve::run(client.clone(), endpoint));
     let hooks: Api<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration> =
         Api::all(client.clone());
     let config_name = format!("imagestream-e2e-{}", std::process::id());
@@ -717,7 +718,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     let s = streams.get("example").await.unwrap();
     assert!(s
         .annotations()
-        .contains_key(imagestream_operator::notify::NOTIFIED));
+        .contains_key(imagestream_operator::api::NOTIFIED));
 
     for t in [imports, triggers] {
         t.abort();

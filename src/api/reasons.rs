@@ -1,0 +1,47 @@
+//! Every condition and Event reason the operator writes, and the field managers it writes with:
+//! what users filter on (`kubectl get events --field-selector reason=…`, GitOps ignore rules), so
+//! each is spelled once. Where OpenShift has a reason, it is OpenShift's spelling.
+
+/// Condition and Event reasons.
+pub mod reason {
+    /// A tag's import succeeded (Event).
+    pub const IMPORTED: &str = "Imported";
+    /// At least one tag's import failed (Event; the tags' conditions name the cause).
+    pub const IMPORT_FAILED: &str = "ImportFailed";
+
+    // Why one tag's import failed (condition reasons, as OpenShift spells them).
+    pub const NOT_FOUND: &str = "NotFound";
+    pub const UNAUTHORIZED: &str = "Unauthorized";
+    pub const FORBIDDEN: &str = "Forbidden";
+    pub const INVALID: &str = "Invalid";
+    pub const BAD_REQUEST: &str = "BadRequest";
+    pub const RATE_LIMITED: &str = "RateLimited";
+    pub const UNREACHABLE: &str = "Unreachable";
+    pub const INTERNAL_ERROR: &str = "InternalError";
+
+    /// The status was written without some image metadata or history to stay within its budget.
+    pub const STATUS_TRIMMED: &str = "StatusTrimmed";
+    /// The status cannot be stored even trimmed.
+    pub const STATUS_TOO_LARGE: &str = "StatusTooLarge";
+
+    /// A workload's trigger set its image (Event on the workload).
+    pub const IMAGE_TRIGGERED: &str = "ImageTriggered";
+    pub const INVALID_TRIGGER: &str = "InvalidTrigger";
+    pub const TRIGGER_SKIPPED: &str = "TriggerSkipped";
+    pub const TRIGGER_FORBIDDEN: &str = "TriggerForbidden";
+    pub const TRIGGER_FAILED: &str = "TriggerFailed";
+}
+
+/// Field managers, one per writer, so `managedFields` say who set what.
+pub mod field_manager {
+    /// The import controller: stream status and the repository-check annotation.
+    pub const IMPORT: &str = "imagestream-operator";
+    /// The image fields that triggers set on workloads.
+    pub const TRIGGERS: &str = "imagestream-operator-triggers";
+    /// The re-import requests written for push notifications.
+    pub const NOTIFY: &str = "imagestream-operator-notify";
+    /// The leader-election Lease.
+    pub const LEADER: &str = "imagestream-operator-leader";
+    /// The kubectl plugin.
+    pub const CLI: &str = "kubectl-imagestream";
+}
