@@ -8,9 +8,9 @@ use imagestream_operator::api::cache::StreamCache;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
 use imagestream_operator::ops::{server, Health};
+use imagestream_operator::registry::budget::Budget;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
-use imagestream_operator::registry::transport::Budget;
 use imagestream_operator::schedule::Scheduler;
 
 #[derive(Parser)]

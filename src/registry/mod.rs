@@ -2,8 +2,11 @@
 //! credentials, the registry policy, the HTTP transport with its budgets, and the resolver that
 //! turns a pull spec into a digest and image metadata.
 
+mod auth;
+pub mod budget;
 pub mod credentials;
 mod error;
+pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod reference;

@@ -511,7 +511,7 @@ impl ImageResolver for RegistryResolver {
         let budget = budgets
             .get(registry)
             .copied()
-            .unwrap_or(super::transport::Budget::DEFAULT);
+            .unwrap_or(super::budget::Budget::DEFAULT);
         Some(f64::from(budget.per_second))
     }
 }

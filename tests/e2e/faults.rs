@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use imagestream_operator::api::ImageStream;
 use imagestream_operator::import::controller::{self, Settings};
+use imagestream_operator::registry::budget::Budget;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
-use imagestream_operator::registry::transport::Budget;
 use imagestream_operator::schedule::Scheduler;
 use kube::api::{Api, ListParams};
 

@@ -1,0 +1,354 @@
+//! Registry authentication: the `WWW-Authenticate` challenge, basic credentials, and bearer
+//! tokens fetched from the registry's token realm and cached per realm, service, pull scope and
+//! credential (so tokens never cross tenants) until shortly before they expire.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
+use serde::Deserialize;
+
+use super::credentials::Credential;
+use super::http::{
+    read_limited, retry_after, transport_error, Endpoint, HttpError, MAX_ERROR_BODY,
+};
+use super::metrics::RegistryMetrics;
+use super::policy::RegistryPolicy;
+
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+/// The token lifetime the distribution spec assumes when the server names none.
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Registries hand out tokens for minutes; anything longer is renewed hourly anyway.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Challenge {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+    Basic,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+pub(super) struct TokenKey {
+    realm: String,
+    service: Option<String>,
+    scope: String,
+    /// Fingerprint of the credential (or empty for anonymous): tokens never cross tenants.
+    credential: String,
+}
+
+/// Bearer tokens by key, until they expire.
+#[derive(Default)]
+pub(super) struct Tokens(Mutex<HashMap<TokenKey, (String, Instant)>>);
+
+impl Tokens {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, (String, Instant)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached token for `key` if it is still valid at `now`; expired ones are dropped.
+    fn valid(&self, key: &TokenKey, now: Instant) -> Option<String> {
+        let mut tokens = self.lock();
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.get(key).map(|(token, _)| token.clone())
+    }
+
+    fn insert(&self, key: TokenKey, token: String, expires: Instant) {
+        self.lock().insert(key, (token, expires));
+    }
+
+    fn forget(&self, key: &TokenKey) {
+        self.lock().remove(key);
+    }
+}
+
+/// Authentication for every registry: the token cache, and the policy and metrics every token
+/// request passes (a token realm is a host the registry names, so it is checked like one).
+pub(super) struct Auth {
+    tokens: Tokens,
+    policy: Arc<RegistryPolicy>,
+    metrics: Arc<RegistryMetrics>,
+}
+
+impl Auth {
+    pub(super) fn new(policy: Arc<RegistryPolicy>, metrics: Arc<RegistryMetrics>) -> Self {
+        Self {
+            tokens: Tokens::default(),
+            policy,
+            metrics,
+        }
+    }
+
+    /// The Authorization header to send first: a cached token for this scope, or basic
+    /// credentials for a registry known to want them, or a fresh token when the registry's
+    /// realm is already known (saving the 401 round trip).
+    pub(super) async fn first_header(
+        &self,
+        client: &reqwest::Client,
+        ep: &Endpoint,
+        known: &Mutex<Option<Challenge>>,
+    ) -> Result<Option<HeaderValue>, HttpError> {
+        let challenge = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match challenge {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(ep.credential.as_ref().and_then(basic_header)),
+            Some(Challenge::Bearer { realm, service }) => self
+                .token(client, ep, &realm, service.as_deref())
+                .await
+                .map(Some),
+        }
+    }
+
+    /// The header that answers a 401's challenge (remembered for the registry's next requests),
+    /// or None when the challenge cannot be answered.
+    pub(super) async fn answer_challenge(
+        &self,
+        client: &reqwest::Client,
+        ep: &Endpoint,
+        known: &Mutex<Option<Challenge>>,
+        response: &reqwest::Response,
+    ) -> Result<Option<HeaderValue>, HttpError> {
+        let Some(challenge) = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+        else {
+            return Ok(None);
+        };
+        *known.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge.clone());
+        match challenge {
+            Challenge::Basic => Ok(ep.credential.as_ref().and_then(basic_header)),
+            Challenge::Bearer { realm, service } => {
+                // A 401 despite a cached token means it was revoked or expired early.
+                self.forget_token(ep, &realm, service.as_deref());
+                self.token(client, ep, &realm, service.as_deref())
+                    .await
+                    .map(Some)
+            }
+        }
+    }
+
+    fn token_key(ep: &Endpoint, realm: &str, service: Option<&str>) -> TokenKey {
+        TokenKey {
+            realm: realm.to_string(),
+            service: service.map(str::to_string),
+            scope: format!("repository:{}:pull", ep.repository),
+            credential: ep
+                .credential
+                .as_ref()
+                .map(Credential::fingerprint)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn forget_token(&self, ep: &Endpoint, realm: &str, service: Option<&str>) {
+        let key = Self::token_key(ep, realm, service);
+        self.tokens.forget(&key);
+    }
+
+    /// A bearer token for the endpoint's pull scope, from the cache until it expires.
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+    ) -> Result<HeaderValue, HttpError> {
+        let key = Self::token_key(ep, realm, service);
+        let now = Instant::now();
+        if let Some(token) = self.tokens.valid(&key, now) {
+            return bearer_header(&token);
+        }
+        let (token, lifetime) = self
+            .fetch_token(client, ep, realm, service, &key.scope)
+            .await?;
+        // Renew a little early so a token never expires between check and use.
+        let expires = now + lifetime.mul_f64(0.9);
+        let header = bearer_header(&token)?;
+        self.tokens.insert(key, token, expires);
+        Ok(header)
+    }
+
+    async fn fetch_token(
+        &self,
+        client: &reqwest::Client,
+        ep: &Endpoint,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, Duration), HttpError> {
+        let url = reqwest::Url::parse(realm)
+            .map_err(|e| HttpError::Malformed(format!("token realm {realm:?}: {e}")))?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => {
+                return Err(HttpError::Malformed(format!(
+                    "token realm {realm:?} has no host"
+                )))
+            }
+        };
+        // The realm comes from the registry, which a tenant may control.
+        self.policy
+            .check_blocked(&realm_host)
+            .map_err(|e| HttpError::Refused(format!("token realm: {e}")))?;
+        let mut query = vec![("scope", scope)];
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        let mut request = client.get(url).query(&query);
+        if let Some(c) = &ep.credential {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let started = Instant::now();
+        let result = request.send().await;
+        let outcome = match &result {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(_) => "error".into(),
+        };
+        self.metrics
+            .record(&realm_host, "GET", &outcome, started.elapsed());
+        let response = result.map_err(transport_error)?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = retry_after(response.headers());
+            let body = read_limited(response, MAX_ERROR_BODY)
+                .await
+                .unwrap_or_default();
+            return Err(HttpError::Status {
+                code: status.as_u16(),
+                codes: Vec::new(),
+                message: format!("token server: {}", String::from_utf8_lossy(&body).trim()),
+                retry_after,
+            });
+        }
+        let body = read_limited(response, MAX_TOKEN_BODY).await?;
+        self.metrics.record_bytes(&realm_host, body.len());
+        parse_token_response(&body)
+    }
+}
+
+/// A token server's answer: `token` (or OAuth2's `access_token`) and its lifetime, capped so a
+/// server answering with an absurd `expires_in` cannot overflow the clock or pin a token forever.
+fn parse_token_response(body: &[u8]) -> Result<(String, Duration), HttpError> {
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        #[serde(default)]
+        expires_in: Option<u64>,
+    }
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|e| HttpError::Malformed(format!("token response: {e}")))?;
+    let token = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| HttpError::Malformed("token response has no token".into()))?;
+    let lifetime = parsed
+        .expires_in
+        .map(Duration::from_secs)
+        .filter(|d| !d.is_zero())
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+        .min(MAX_TOKEN_LIFETIME);
+    Ok((token, lifetime))
+}
+
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let challenges = http_auth::parse_challenges(header).ok()?;
+    let bearer = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("bearer"));
+    if let Some(c) = bearer {
+        let param = |name: &str| {
+            c.params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_unescaped())
+        };
+        return Some(Challenge::Bearer {
+            realm: param("realm")?,
+            service: param("service"),
+        });
+    }
+    challenges
+        .iter()
+        .any(|c| c.scheme.eq_ignore_ascii_case("basic"))
+        .then_some(Challenge::Basic)
+}
+
+fn basic_header(c: &Credential) -> Option<HeaderValue> {
+    use base64::Engine;
+    let raw = format!("{}:{}", c.username, c.password);
+    let mut v = HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    ))
+    .ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn bearer_header(token: &str) -> Result<HeaderValue, HttpError> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        HttpError::Malformed("token server sent a token that is not a valid header".into())
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Challenges and token responses from any registry (or anything pretending to be one) never
+    /// panic the parser; 2 × 3,000 cases.
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn www_authenticate(header in "(Bearer|Basic|bearer|Digest)?[ ,=\"a-z:/.]{0,120}") {
+                let _ = parse_challenge(&header);
+            }
+
+            #[test]
+            fn token_responses(body in proptest::collection::vec(any::<u8>(), 0..200), token in "[a-zA-Z0-9._-]{0,40}", expires in any::<u64>(), field in "(token|access_token|expires_in|x)") {
+                let _ = parse_token_response(&body);
+                let json = format!("{{\"{field}\":\"{token}\",\"expires_in\":{expires}}}");
+                if let Ok((_, lifetime)) = parse_token_response(json.as_bytes()) {
+                    prop_assert!(lifetime <= MAX_TOKEN_LIFETIME && !lifetime.is_zero());
+                    // The renewal deadline is computed from this; it must never overflow.
+                    let _ = Instant::now() + lifetime.mul_f64(0.9);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn challenges_parse_bearer_with_quoted_params_and_basic() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/python:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Bearer service=\"x\""), None);
+        assert_eq!(parse_challenge("garbage ,,, ="), None);
+    }
+}

@@ -1,0 +1,217 @@
+//! The wire-level vocabulary every registry request shares: where it goes, what can go wrong,
+//! and reading answers safely (bounded bodies, `Retry-After`, distribution error envelopes).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
+
+use super::credentials::Credential;
+
+/// Error bodies are read only this far: enough for a distribution error envelope.
+pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Where a request goes: one repository on one registry, with one transport and credential.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `host[:port]` as contacted (`docker.io` already mapped to `registry-1.docker.io`).
+    pub registry: String,
+    pub repository: String,
+    pub plain_http: bool,
+    pub skip_verify: bool,
+    pub credential: Option<Credential>,
+}
+
+impl Endpoint {
+    pub(super) fn url(&self, path: &str) -> String {
+        let scheme = if self.plain_http { "http" } else { "https" };
+        format!("{scheme}://{}/v2/{}/{path}", self.registry, self.repository)
+    }
+}
+
+/// What went wrong on the wire; the resolver turns it into a [`super::RegistryError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("HTTP {code}{}: {message}", if codes.is_empty() { String::new() } else { format!(" ({})", codes.join(", ")) })]
+    Status {
+        code: u16,
+        /// Distribution error codes from the body (`MANIFEST_UNKNOWN`, `DENIED`, …).
+        codes: Vec<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The registry is paused after a 429; no request was sent.
+    #[error("the registry asked to be left alone for {}s more (HTTP 429); no request sent", retry_after.as_secs())]
+    Paused { retry_after: Duration },
+    #[error("{detail}")]
+    Transport {
+        detail: String,
+        connect: bool,
+        timeout: bool,
+        plain_http: bool,
+    },
+    #[error("the response is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the content's digest is {actual}, not {expected}")]
+    Integrity { expected: String, actual: String },
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl HttpError {
+    /// A failure of the connection itself, after which an insecure import tries plain HTTP.
+    pub fn is_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport { connect: true, .. }
+                | Self::Transport {
+                    plain_http: true,
+                    ..
+                }
+        )
+    }
+}
+
+/// `Retry-After` in delta-seconds or as an HTTP date.
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate(value)?;
+    let now = jiff::Timestamp::now();
+    let secs = when.as_second() - now.as_second();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+fn httpdate(value: &str) -> Option<jiff::Timestamp> {
+    jiff::fmt::rfc2822::parse(value).ok().map(|z| z.timestamp())
+}
+
+pub(super) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, HttpError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(HttpError::TooLarge { limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(HttpError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+pub(super) fn error_envelope(body: &[u8]) -> (Vec<String>, String) {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        errors: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let message = e
+                .errors
+                .iter()
+                .map(|x| x.message.as_str())
+                .filter(|m| !m.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            (e.errors.into_iter().map(|x| x.code).collect(), message)
+        }
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.trim().chars().take(200).collect();
+            (Vec::new(), text)
+        }
+    }
+}
+
+pub(super) fn transport_error(e: reqwest::Error) -> HttpError {
+    let detail = error_chain(&e);
+    let lower = detail.to_ascii_lowercase();
+    HttpError::Transport {
+        connect: e.is_connect(),
+        timeout: e.is_timeout(),
+        // rustls reading a plain-HTTP answer as a TLS record.
+        plain_http: lower.contains("invalidcontenttype")
+            || lower.contains("corrupt message")
+            || lower.contains("invalid content type")
+            || lower.contains("wrong version number"),
+        detail,
+    }
+}
+
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    /// Error bodies from any registry (or anything pretending to be one) never panic the
+    /// parser; 3,000 cases.
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn error_bodies(body in proptest::collection::vec(any::<u8>(), 0..300), json in "[\\[\\]{}:,\" 0-9a-zA-Z._/-]{0,200}") {
+                let _ = error_envelope(&body);
+                let _ = error_envelope(format!("{{\"errors\":[{json}]}}").as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_envelopes_yield_codes_and_messages() {
+        let (codes, msg) = error_envelope(
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        );
+        assert_eq!(codes, vec!["MANIFEST_UNKNOWN"]);
+        assert_eq!(msg, "manifest unknown");
+        let (codes, msg) = error_envelope(b"<html>oops</html>");
+        assert!(codes.is_empty());
+        assert_eq!(msg, "<html>oops</html>");
+    }
+}
