@@ -12,8 +12,9 @@ use common::{Registry, TokenServer};
 use futures::StreamExt;
 use imagestream_operator::api::ImportMode;
 use imagestream_operator::registry::budget::Budget;
+use imagestream_operator::registry::oci::MANIFEST_TYPES;
 use imagestream_operator::registry::policy::RegistryPolicy;
-use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig, MANIFEST_TYPES};
+use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{ImageRef, ImageResolver, ImportRequest, Keyring};
 
 const CONCURRENCY: usize = 16;

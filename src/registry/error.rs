@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::http::HttpError;
+use super::ImageRef;
 use crate::api::reason;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,5 +73,145 @@ impl RegistryError {
             Self::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+}
+
+// How wire failures become these reasons.
+
+/// The registry itself named this digest (a HEAD, or a list's entry), so a 404 for it is the
+/// registry's inconsistency (replication lag, a half-deleted image), not a wrong name: say so,
+/// and let the import be retried instead of telling the user to check the tag.
+pub(super) fn vanished(e: HttpError, digest: &str) -> HttpError {
+    match e {
+        HttpError::Status { code: 404, .. } => HttpError::Malformed(format!(
+            "the registry named {digest} but answered HTTP 404 for it (still replicating, or \
+             inconsistent); the import is retried automatically"
+        )),
+        e => e,
+    }
+}
+
+/// Map wire failures to the reasons the controller writes, naming the reference and the cause.
+pub(super) fn classify(image: &ImageRef, e: HttpError, had_credentials: bool) -> RegistryError {
+    let reference = image.to_string();
+    match e {
+        HttpError::Refused(detail) => RegistryError::Forbidden { reference, detail },
+        HttpError::Paused { retry_after } => RegistryError::RateLimited {
+            reference,
+            retry_after: Some(retry_after),
+        },
+        HttpError::Status {
+            code,
+            codes,
+            message,
+            retry_after,
+        } => classify_status(reference, code, &codes, message, retry_after, had_credentials),
+        HttpError::Transport {
+            detail, timeout, ..
+        } => RegistryError::Unreachable {
+            reference,
+            detail: if timeout {
+                format!("the request timed out: {detail}")
+            } else {
+                detail
+            },
+        },
+        HttpError::TooLarge { limit } => RegistryError::Invalid {
+            reference,
+            detail: format!(
+                "the registry sent a response larger than the {} MiB limit; refusing to read it",
+                limit / (1024 * 1024)
+            ),
+        },
+        HttpError::Integrity { expected, actual } => RegistryError::Internal {
+            reference,
+            detail: format!(
+                "content integrity error: asked for {expected}, the registry sent content hashing to {actual}"
+            ),
+        },
+        HttpError::Malformed(detail) => RegistryError::Internal { reference, detail },
+    }
+}
+
+fn classify_status(
+    reference: String,
+    code: u16,
+    codes: &[String],
+    message: String,
+    retry_after: Option<std::time::Duration>,
+    had_credentials: bool,
+) -> RegistryError {
+    let has = |c: &str| codes.iter().any(|x| x.eq_ignore_ascii_case(c));
+    let suffix = if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    };
+    if code == 429 || has("TOOMANYREQUESTS") {
+        return RegistryError::RateLimited {
+            reference,
+            retry_after,
+        };
+    }
+    if code == 401 || has("UNAUTHORIZED") {
+        return RegistryError::Unauthorized {
+            reference,
+            had_credentials,
+        };
+    }
+    if code == 404 || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") || has("BLOB_UNKNOWN") {
+        let what = if has("NAME_UNKNOWN") {
+            "repository not found"
+        } else {
+            "manifest unknown"
+        };
+        return RegistryError::NotFound {
+            reference,
+            detail: what.into(),
+        };
+    }
+    if code == 403 || has("DENIED") {
+        return RegistryError::Forbidden {
+            reference,
+            detail: format!("access denied by the registry (HTTP {code}){suffix}"),
+        };
+    }
+    if (500..600).contains(&code) {
+        return RegistryError::Unreachable {
+            reference,
+            detail: format!("the registry answered HTTP {code}{suffix}"),
+        };
+    }
+    RegistryError::Internal {
+        reference,
+        detail: format!("unexpected HTTP {code} from the registry{suffix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_openshift_reasons() {
+        let r = |code: u16, codes: &[&str]| {
+            classify_status(
+                "r".into(),
+                code,
+                &codes.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                String::new(),
+                None,
+                false,
+            )
+            .reason()
+        };
+        assert_eq!(r(404, &[]), "NotFound");
+        assert_eq!(r(400, &["NAME_UNKNOWN"]), "NotFound");
+        assert_eq!(r(401, &[]), "Unauthorized");
+        assert_eq!(r(403, &[]), "Forbidden");
+        assert_eq!(r(429, &[]), "RateLimited");
+        assert_eq!(r(200, &["TOOMANYREQUESTS"]), "RateLimited");
+        assert_eq!(r(503, &[]), "Unreachable");
+        assert_eq!(r(418, &[]), "InternalError");
     }
 }

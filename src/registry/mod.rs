@@ -8,6 +8,7 @@ pub mod credentials;
 mod error;
 pub mod http;
 pub mod metrics;
+pub mod oci;
 pub mod policy;
 pub mod reference;
 pub mod resolver;
