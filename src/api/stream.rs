@@ -352,6 +352,13 @@ impl TagReference {
 }
 
 impl ImageStream {
+    /// What a re-import request writes into a spec tag's `generation`: the generation this very
+    /// write gives the stream (its spec changes, so the API server adds one). The controller then
+    /// sees a request above the tag's observed generation (`import::spec::requested_generation`).
+    pub fn reimport_generation(&self) -> i64 {
+        self.metadata.generation.unwrap_or(0) + 1
+    }
+
     pub fn spec_tags(&self) -> &[TagReference] {
         self.spec.tags.as_deref().unwrap_or_default()
     }

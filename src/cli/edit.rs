@@ -182,7 +182,7 @@ pub fn tag_source(
 /// Upserts the spec tag. Docker sources get a re-import request (generation = the stream's next
 /// generation), so the controller imports at once.
 pub fn set_tag(stream: &mut ImageStream, name: &str, from: TagSource, opts: &TagOptions) {
-    let next_generation = stream.metadata.generation.unwrap_or(0) + 1;
+    let next_generation = stream.reimport_generation();
     let docker = from.kind == SourceKind::DockerImage;
     let tags = stream.spec.tags.get_or_insert_with(Vec::new);
     let existing = tags.iter().position(|t| t.name == name);
@@ -310,7 +310,7 @@ pub fn request_import(
     all: bool,
 ) -> Result<Vec<String>, String> {
     let name = stream.metadata.name.clone().unwrap_or_default();
-    let next = stream.metadata.generation.unwrap_or(0) + 1;
+    let next = stream.reimport_generation();
     if all {
         if let Some(a) = stream.metadata.annotations.as_mut() {
             // OpenShift's full re-import: no check annotation means every tag and the repository.

@@ -14,6 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use crate::api::update::UpdateError;
 use crate::api::{
     ImageStream, ImageStreamSpec, ReferencePolicyType, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES,
     TRIGGERS,
@@ -180,8 +181,13 @@ fn reference_policy(p: &Option<String>) -> Result<Option<ReferencePolicyType>, S
 /// A user-facing failure: printed as `error: …`, exit code 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The command line asks for something impossible or unclear: fix the command.
     #[error("{0}")]
     Usage(String),
+    /// The command was fine but the cluster state or the operator did not allow it: not found,
+    /// kept changing, not answered in time.
+    #[error("{0}")]
+    Failed(String),
     #[error("{0}")]
     Kube(#[from] kube::Error),
     #[error("{0}")]
@@ -284,27 +290,19 @@ fn post_params() -> PostParams {
     }
 }
 
-/// Read-modify-write with the resourceVersion as precondition, retried on conflict.
+/// The shared read-modify-write (`api::update`), with the CLI's field manager.
 async fn update<T>(
     api: &Api<ImageStream>,
     name: &str,
-    mut change: impl FnMut(&mut ImageStream) -> Result<T, CliError>,
+    change: impl FnMut(&mut ImageStream) -> Result<T, CliError>,
 ) -> Result<(ImageStream, T), CliError> {
-    for _ in 0..5 {
-        let mut s = api
-            .get_opt(name)
-            .await?
-            .ok_or_else(|| CliError::Usage(format!("image stream {name} not found")))?;
-        let result = change(&mut s)?;
-        match api.replace(name, &post_params(), &s).await {
-            Ok(written) => return Ok((written, result)),
-            Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(CliError::Usage(format!(
-        "image stream {name} kept changing; try again"
-    )))
+    crate::api::update::update(api, name, &post_params(), 5, change)
+        .await
+        .map_err(|e| match e {
+            UpdateError::Change(e) => e,
+            UpdateError::Kube(e) => CliError::Kube(e),
+            other => CliError::Failed(other.to_string()),
+        })
 }
 
 async fn tag(
@@ -320,7 +318,7 @@ async fn tag(
             let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
             let (written, found) = update(&api, &stream, |s| Ok(edit::delete_tag(s, &tag))).await?;
             if !found {
-                return Err(CliError::Usage(format!(
+                return Err(CliError::Failed(format!(
                     "image stream tag {ns}/{stream}:{tag} not found"
                 )));
             }
@@ -551,13 +549,13 @@ async fn wait_for_import(
             return if failed.is_empty() {
                 Ok(())
             } else {
-                Err(CliError::Usage(format!(
+                Err(CliError::Failed(format!(
                     "import of {name} failed; see above"
                 )))
             };
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(CliError::Usage(format!("the import of {name}:{tag} was not answered within {}s; is imagestream-operator running? (`kubectl get pods -A -l app.kubernetes.io/name=imagestream-operator`)", timeout.as_secs())));
+            return Err(CliError::Failed(format!("the import of {name}:{tag} was not answered within {}s; is imagestream-operator running? (`kubectl get pods -A -l app.kubernetes.io/name=imagestream-operator`)", timeout.as_secs())));
         }
         eprint_to(&mut progress, ".");
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -604,7 +602,7 @@ async fn describe(
             let s = streams
                 .get_opt(&name)
                 .await?
-                .ok_or_else(|| CliError::Usage(format!("image stream {name} not found")))?;
+                .ok_or_else(|| CliError::Failed(format!("image stream {name} not found")))?;
             out.push_str(&match output {
                 Some(o) => structured(&s, o)?,
                 None => format::describe_stream(&s, now),
@@ -617,9 +615,9 @@ async fn describe(
             let s = streams
                 .get_opt(stream)
                 .await?
-                .ok_or_else(|| CliError::Usage(format!("image stream {stream} not found")))?;
+                .ok_or_else(|| CliError::Failed(format!("image stream {stream} not found")))?;
             let text = format::describe_istag(&s, tag, now).ok_or_else(|| {
-                CliError::Usage(format!("image stream tag {stream}:{tag} has no image yet"))
+                CliError::Failed(format!("image stream tag {stream}:{tag} has no image yet"))
             })?;
             out.push_str(&text);
         }
@@ -630,7 +628,7 @@ async fn describe(
             let s = streams
                 .get_opt(stream)
                 .await?
-                .ok_or_else(|| CliError::Usage(format!("image stream {stream} not found")))?;
+                .ok_or_else(|| CliError::Failed(format!("image stream {stream} not found")))?;
             out.push_str(&format::describe_isimage(&s, id, now)?);
         }
         other => {
@@ -654,7 +652,7 @@ async fn get(
         Some(n) => vec![streams
             .get_opt(n)
             .await?
-            .ok_or_else(|| CliError::Usage(format!("image stream {n} not found")))?],
+            .ok_or_else(|| CliError::Failed(format!("image stream {n} not found")))?],
         None => streams.list(&Default::default()).await?.items,
     };
     if let Some(o) = output {

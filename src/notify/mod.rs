@@ -23,6 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::update::update;
 use crate::api::{ImageStream, Notified, NOTIFIED};
 use crate::registry::ImageRef;
 pub use index::{key, Target, TargetIndex};
@@ -361,34 +362,28 @@ impl Requester for ApiRequester {
     ) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let api: Api<ImageStream> = Api::namespaced(self.client.clone(), &namespace);
-            for _ in 0..3 {
-                let mut s = api.get(&stream).await.map_err(|e| e.to_string())?;
-                let next = s.metadata.generation.unwrap_or(0) + 1;
-                for t in s
-                    .spec
-                    .tags
-                    .iter_mut()
-                    .flatten()
-                    .filter(|t| tags.contains(&t.name))
-                {
-                    t.generation = Some(next);
+            let note = serde_json::to_string(&notified).map_err(|e| e.to_string())?;
+            let params = PostParams {
+                field_manager: Some(crate::api::field_manager::NOTIFY.into()),
+                ..Default::default()
+            };
+            let request = |s: &mut ImageStream| {
+                let next = s.reimport_generation();
+                for t in s.spec.tags.iter_mut().flatten() {
+                    if tags.contains(&t.name) {
+                        t.generation = Some(next);
+                    }
                 }
-                let note = serde_json::to_string(&notified).map_err(|e| e.to_string())?;
                 s.metadata
                     .annotations
                     .get_or_insert_with(Default::default)
-                    .insert(NOTIFIED.into(), note);
-                let params = PostParams {
-                    field_manager: Some(crate::api::field_manager::NOTIFY.into()),
-                    ..Default::default()
-                };
-                match api.replace(&stream, &params, &s).await {
-                    Ok(_) => return Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 409 => continue,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            Err(format!("{namespace}/{stream} kept changing"))
+                    .insert(NOTIFIED.into(), note.clone());
+                Ok::<_, std::convert::Infallible>(())
+            };
+            update(&api, &stream, &params, 3, request)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{namespace}/{stream}: {e}"))
         })
     }
 }
