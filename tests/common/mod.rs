@@ -32,22 +32,32 @@ impl Drop for Registry {
     }
 }
 
-/// The registry binary, or None with the reason printed (the test then skips, loudly).
+/// The registry binary, or None with the reason printed (the test then skips, loudly). Under
+/// `CI=true` a missing registry is a failure: CI installs it, so its absence is a broken CI, and
+/// a suite that silently skipped its registry tests would pass without testing anything.
 pub fn registry_binary() -> Option<PathBuf> {
     let path = PathBuf::from(
         std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()),
     );
     if path.exists() {
-        Some(path)
-    } else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: {} not found; install Debian's docker-registry (as .ci/run does)",
-            path.display()
-        );
-        None
+        return Some(path);
     }
+    let why = format!(
+        "{} not found; install Debian's docker-registry (as .ci/run does)",
+        path.display()
+    );
+    if in_ci() {
+        panic!("{why}; CI=true, so this is a failure, not a skip");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+    None
+}
+
+/// Whether the tests run in CI: `CI` set (`.ci/run` exports `CI=true`, as most CI systems do),
+/// unless set to `false` or `0`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"))
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
