@@ -529,6 +529,50 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// `-o json|yaml`.
+pub fn structured<T: serde::Serialize>(
+    value: &T,
+    output: super::args::Output,
+) -> anyhow::Result<String> {
+    Ok(match output {
+        super::args::Output::Json => serde_json::to_string_pretty(value)? + "\n",
+        super::args::Output::Yaml => {
+            serde_saphyr::to_string(value).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    })
+}
+
+/// `set triggers KIND/NAME` with nothing to change: the workload's triggers as a table.
+pub fn list_triggers(
+    kind: crate::triggers::workload::Kind,
+    name: &str,
+    annotation: Option<&str>,
+) -> String {
+    let mut out = String::from("NAME\tTYPE\tVALUE\tAUTO\n");
+    let Some(a) = annotation else { return out };
+    match crate::triggers::annotation::parse(a, kind) {
+        Ok(ts) => {
+            for t in ts {
+                let container = match t.container.select {
+                    crate::triggers::annotation::Select::Name(n) => n,
+                    crate::triggers::annotation::Select::Index(i) => format!("#{i}"),
+                };
+                let from = match &t.namespace {
+                    Some(ns) => format!("{ns}/{}:{}", t.stream, t.tag),
+                    None => format!("{}:{}", t.stream, t.tag),
+                };
+                out.push_str(&format!(
+                    "{}/{name}\timage\t{from} ({container})\t{}\n",
+                    kind.name().to_ascii_lowercase(),
+                    !t.paused
+                ));
+            }
+        }
+        Err(e) => out.push_str(&format!("error: {}\n", e.message)),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,180 +3,27 @@
 //! the ImageStream CRD. `format.rs` prints, `edit.rs` decides what to write, this file talks to
 //! the API server.
 
+pub mod args;
 pub mod edit;
 pub mod format;
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::update::UpdateError;
-use crate::api::{
-    ImageStream, ImageStreamSpec, ReferencePolicyType, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES,
-    TRIGGERS,
-};
+use crate::api::{ImageStream, ImageStreamSpec, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES, TRIGGERS};
 use crate::triggers::workload::Kind;
+pub use args::{Cli, Command, DescribeKind, GetKind, Global, ImportArgs, SetCommand, TagArgs};
 use edit::{Source, TagOptions};
+use format::structured;
 
 /// Field manager for the plugin's writes.
 pub const CLI_FIELD_MANAGER: &str = crate::api::field_manager::CLI;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "kubectl-imagestream",
-    version,
-    about = "OpenShift image stream commands (oc tag, oc import-image, oc describe is/istag) for any cluster",
-    after_help = "Examples:\n  kubectl imagestream import-image python:3.5 --from=centos/python-35-centos7 --confirm\n  kubectl imagestream tag python:3.5 python:latest\n  kubectl imagestream tag docker.io/python:3.6.0 python:3.6 --scheduled\n  kubectl imagestream tag -d python:3.5\n  kubectl imagestream describe is python\n  kubectl imagestream describe istag python:latest\n  kubectl imagestream set triggers deploy/example --from-image=example:latest -c web\n  kubectl imagestream rollback python:latest"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: Global,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Namespace (default: the context's namespace).
-    #[arg(short = 'n', long, global = true)]
-    pub namespace: Option<String>,
-    /// Kubeconfig context.
-    #[arg(long, global = true)]
-    pub context: Option<String>,
-    /// Path to the kubeconfig file.
-    #[arg(long, global = true)]
-    pub kubeconfig: Option<std::path::PathBuf>,
-    /// Output format for get and describe: json or yaml instead of the table/text.
-    #[arg(short = 'o', long, global = true)]
-    pub output: Option<String>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Point tags at an image, another tag (pinned), or track another tag (--alias); -d deletes.
-    #[command(
-        after_help = "Examples:\n  kubectl imagestream tag python:3.5 python:latest\n  kubectl imagestream tag docker.io/python:3.6.0 python:3.6 --scheduled\n  kubectl imagestream tag --alias python:3.6 python:latest\n  kubectl imagestream tag -d python:3.5"
-    )]
-    Tag(TagArgs),
-    /// Import an image now (create the stream with --from and --confirm) and show the result.
-    #[command(name = "import-image")]
-    ImportImage(ImportArgs),
-    /// Describe an image stream (is NAME), a tag (istag NAME:TAG) or an image (isimage NAME@DIGEST).
-    Describe { kind: String, name: String },
-    /// List image streams (is) or tags (istag [STREAM]).
-    Get { kind: String, name: Option<String> },
-    /// Set triggers or image lookup.
-    #[command(subcommand)]
-    Set(SetCommand),
-    /// Point a tag back at an earlier image of its history (default: the previous one).
-    Rollback {
-        /// STREAM:TAG
-        tag: String,
-        /// History index (1 = previous) or digest (prefix).
-        #[arg(long)]
-        to: Option<String>,
-    },
-}
-
-#[derive(Args, Debug)]
-pub struct TagArgs {
-    /// SOURCE DEST… (or, with -d, the tags to delete)
-    #[arg(required = true)]
-    pub args: Vec<String>,
-    /// Delete the given tags (spec and history).
-    #[arg(short = 'd', long)]
-    pub delete: bool,
-    /// Track the source tag instead of copying its current image (same stream only).
-    #[arg(long)]
-    pub alias: bool,
-    /// Re-import the source periodically.
-    #[arg(long)]
-    pub scheduled: bool,
-    /// Record the source as a reference; never import it.
-    #[arg(long)]
-    pub reference: bool,
-    /// Allow insecure HTTPS or HTTP for the source registry.
-    #[arg(long)]
-    pub insecure: bool,
-    /// local or source.
-    #[arg(long)]
-    pub reference_policy: Option<String>,
-    /// Force the source kind: docker, istag or isimage.
-    #[arg(long)]
-    pub source: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct ImportArgs {
-    /// NAME[:TAG]
-    pub name: String,
-    /// The image to import (required to create a stream or a tag).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Create the stream or tag, or change its source.
-    #[arg(long)]
-    pub confirm: bool,
-    /// Import every tag (and the whole repository when the stream names one).
-    #[arg(long)]
-    pub all: bool,
-    #[arg(long)]
-    pub scheduled: bool,
-    #[arg(long)]
-    pub insecure: bool,
-    /// local or source.
-    #[arg(long)]
-    pub reference_policy: Option<String>,
-    /// How long to wait for the controller's result.
-    #[arg(long, default_value = "60s", value_parser = parse_secs)]
-    pub timeout: Duration,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum SetCommand {
-    /// Add, pause, remove or list image triggers on a workload (KIND/NAME).
-    Triggers {
-        workload: String,
-        #[arg(long)]
-        from_image: Option<String>,
-        #[arg(short = 'c', long)]
-        containers: Option<String>,
-        /// Add the trigger paused.
-        #[arg(long)]
-        manual: bool,
-        #[arg(long)]
-        remove: bool,
-        #[arg(long)]
-        remove_all: bool,
-    },
-    /// Enable or disable image lookup for streams, or resolve-names on a workload (KIND/NAME).
-    ImageLookup {
-        names: Vec<String>,
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        enabled: bool,
-    },
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let n = s.trim_end_matches('s');
-    n.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{s:?} is not a number of seconds such as 60s"))
-}
-
-fn reference_policy(p: &Option<String>) -> Result<Option<ReferencePolicyType>, String> {
-    match p.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None => Ok(None),
-        Some("local") => Ok(Some(ReferencePolicyType::Local)),
-        Some("source") => Ok(Some(ReferencePolicyType::Source)),
-        Some(other) => Err(format!(
-            "--reference-policy must be local or source, not {other:?}"
-        )),
-    }
-}
 
 /// A user-facing failure: printed as `error: …`, exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -243,17 +90,10 @@ pub async fn execute(
         Command::Tag(args) => tag(&client, namespace, args, out).await,
         Command::ImportImage(args) => import_image(&streams, namespace, args, out).await,
         Command::Describe { kind, name } => {
-            describe(&streams, &kind, &name, cli.global.output.as_deref(), out).await
+            describe(&streams, kind, &name, cli.global.output, out).await
         }
         Command::Get { kind, name } => {
-            get(
-                &streams,
-                &kind,
-                name.as_deref(),
-                cli.global.output.as_deref(),
-                out,
-            )
-            .await
+            get(&streams, kind, name.as_deref(), cli.global.output, out).await
         }
         Command::Set(SetCommand::ImageLookup { names, enabled }) => {
             image_lookup(&client, &streams, namespace, &names, enabled, out).await
@@ -357,7 +197,7 @@ async fn tag(
         scheduled: args.scheduled,
         reference: args.reference,
         insecure: args.insecure,
-        reference_policy: reference_policy(&args.reference_policy)?,
+        reference_policy: args.reference_policy.map(Into::into),
         import_mode: None,
     };
     let source_stream = match &source {
@@ -413,7 +253,7 @@ async fn import_image(
     let opts = TagOptions {
         scheduled: args.scheduled,
         insecure: args.insecure,
-        reference_policy: reference_policy(&args.reference_policy)?,
+        reference_policy: args.reference_policy.map(Into::into),
         ..Default::default()
     };
     let existing = streams.get_opt(&name).await?;
@@ -571,36 +411,18 @@ fn eprintln_to(w: &mut impl std::io::Write, s: &str) {
     let _ = writeln!(w, "{s}");
 }
 
-fn structured<T: serde::Serialize>(value: &T, output: &str) -> Result<String, CliError> {
-    match output {
-        "json" => serde_json::to_string_pretty(value)
-            .map(|s| s + "\n")
-            .map_err(|e| CliError::Other(e.into())),
-        "yaml" => {
-            serde_saphyr::to_string(value).map_err(|e| CliError::Other(anyhow::anyhow!("{e}")))
-        }
-        other => Err(CliError::Usage(format!(
-            "-o must be json or yaml, not {other:?}"
-        ))),
-    }
-}
-
 async fn describe(
     streams: &Api<ImageStream>,
-    kind: &str,
+    kind: DescribeKind,
     name: &str,
-    output: Option<&str>,
+    output: Option<args::Output>,
     out: &mut String,
 ) -> Result<(), CliError> {
     let now = jiff::Timestamp::now();
-    let (kind, name) = match kind.split_once('/') {
-        Some((k, n)) => (k.to_string(), n.to_string()),
-        None => (kind.to_string(), name.to_string()),
-    };
-    match kind.as_str() {
-        "is" | "imagestream" | "imagestreams" => {
+    match kind {
+        DescribeKind::Is => {
             let s = streams
-                .get_opt(&name)
+                .get_opt(name)
                 .await?
                 .ok_or_else(|| CliError::Failed(format!("image stream {name} not found")))?;
             out.push_str(&match output {
@@ -608,7 +430,7 @@ async fn describe(
                 None => format::describe_stream(&s, now),
             });
         }
-        "istag" | "imagestreamtag" => {
+        DescribeKind::Istag => {
             let (stream, tag) = name
                 .split_once(':')
                 .ok_or_else(|| CliError::Usage(format!("{name:?} must be STREAM:TAG")))?;
@@ -621,7 +443,7 @@ async fn describe(
             })?;
             out.push_str(&text);
         }
-        "isimage" | "imagestreamimage" => {
+        DescribeKind::Isimage => {
             let (stream, id) = name
                 .split_once('@')
                 .ok_or_else(|| CliError::Usage(format!("{name:?} must be STREAM@DIGEST")))?;
@@ -631,20 +453,15 @@ async fn describe(
                 .ok_or_else(|| CliError::Failed(format!("image stream {stream} not found")))?;
             out.push_str(&format::describe_isimage(&s, id, now)?);
         }
-        other => {
-            return Err(CliError::Usage(format!(
-                "cannot describe {other:?}: use is, istag or isimage"
-            )))
-        }
     }
     Ok(())
 }
 
 async fn get(
     streams: &Api<ImageStream>,
-    kind: &str,
+    kind: GetKind,
     name: Option<&str>,
-    output: Option<&str>,
+    output: Option<args::Output>,
     out: &mut String,
 ) -> Result<(), CliError> {
     let now = jiff::Timestamp::now();
@@ -659,17 +476,10 @@ async fn get(
         out.push_str(&structured(&list, o)?);
         return Ok(());
     }
-    match kind {
-        "is" | "imagestream" | "imagestreams" => out.push_str(&format::get_streams(&list, now)),
-        "istag" | "istags" | "imagestreamtag" | "imagestreamtags" => {
-            out.push_str(&format::get_tags(&list, now))
-        }
-        other => {
-            return Err(CliError::Usage(format!(
-                "cannot get {other:?}: use is or istag"
-            )))
-        }
-    }
+    out.push_str(&match kind {
+        GetKind::Is => format::get_streams(&list, now),
+        GetKind::Istag => format::get_tags(&list, now),
+    });
     Ok(())
 }
 
@@ -777,7 +587,7 @@ async fn triggers(
             manual,
         )?)
     } else {
-        out.push_str(&list_triggers(kind, &name, current.as_deref()));
+        out.push_str(&format::list_triggers(kind, &name, current.as_deref()));
         return Ok(());
     };
     let body = json!({"metadata": {"annotations": {TRIGGERS: new_value}}});
@@ -800,32 +610,6 @@ fn first_container(kind: Kind, obj: &DynamicObject) -> Option<String> {
         },
     )
     .map(|(n, _)| n)
-}
-
-fn list_triggers(kind: Kind, name: &str, annotation: Option<&str>) -> String {
-    let mut out = String::from("NAME\tTYPE\tVALUE\tAUTO\n");
-    let Some(a) = annotation else { return out };
-    match crate::triggers::annotation::parse(a, kind) {
-        Ok(ts) => {
-            for t in ts {
-                let container = match t.container.select {
-                    crate::triggers::annotation::Select::Name(n) => n,
-                    crate::triggers::annotation::Select::Index(i) => format!("#{i}"),
-                };
-                let from = match &t.namespace {
-                    Some(ns) => format!("{ns}/{}:{}", t.stream, t.tag),
-                    None => format!("{}:{}", t.stream, t.tag),
-                };
-                out.push_str(&format!(
-                    "{}/{name}\timage\t{from} ({container})\t{}\n",
-                    kind.name().to_ascii_lowercase(),
-                    !t.paused
-                ));
-            }
-        }
-        Err(e) => out.push_str(&format!("error: {}\n", e.message)),
-    }
-    out
 }
 
 async fn rollback(
