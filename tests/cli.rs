@@ -1,15 +1,14 @@
 //! kubectl-imagestream: describe layouts against the seed documentation's own example output,
 //! and the exact objects each mutating command writes (over kube's mocked transport).
 
-use std::time::Duration;
+mod common;
 
 use clap::Parser;
-use http::{Method, Request, Response};
+use common::api::{self, Call, Reply};
+use http::Method;
 use imagestream_operator::api::*;
 use imagestream_operator::cli::{execute, format, Cli};
 use jiff::Timestamp;
-use kube::client::Body;
-use kube::Client;
 use serde_json::{json, Value};
 
 const NOW: &str = "2017-10-03T19:48:07Z";
@@ -175,20 +174,10 @@ fn get_lists_streams_and_tags() {
 // ---------------------------------------------------------------------------------------------
 // Mutating commands over the mocked transport.
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-struct Call {
-    method: Method,
-    uri: String,
-    body: Value,
-}
-
 /// Runs the command while answering each request with the next reply (Null = 404, "echo" =
 /// the request body), then checks that nothing else was sent.
 async fn run(args: &[&str], replies: Vec<Value>) -> (Result<(), String>, String, Vec<Call>) {
-    let (service, mut handle): (_, Handle) =
-        tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "demo");
+    let (client, mut handle) = api::mock_client("demo");
     let mut argv = vec!["kubectl-imagestream"];
     argv.extend_from_slice(args);
     let cli = Cli::try_parse_from(argv).unwrap();
@@ -199,39 +188,17 @@ async fn run(args: &[&str], replies: Vec<Value>) -> (Result<(), String>, String,
             .map_err(|e| e.to_string());
         (r, out)
     });
-    let mut calls = Vec::new();
-    for reply in replies {
-        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-            .await
-            .expect("timed out waiting for a request")
-            .expect("client dropped");
-        let method = req.method().clone();
-        let uri = req.uri().to_string();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let response = if reply.is_null() {
-            Response::builder()
-                .status(404)
-                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})).unwrap()))
-                .unwrap()
-        } else {
-            let reply = if reply == json!("echo") {
-                body.clone()
-            } else {
-                reply
-            };
-            Response::builder()
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap()
-        };
-        send.send_response(response);
-        calls.push(Call { method, uri, body });
-    }
+    let replies = replies
+        .into_iter()
+        .map(|r| match r {
+            Value::Null => Reply::NotFound,
+            r if r == json!("echo") => Reply::Echo,
+            r => Reply::Json(r),
+        })
+        .collect();
+    let calls = api::answer_all(&mut handle, replies).await;
     let (result, out) = task.await.unwrap();
-    assert!(
-        handle.next_request().await.is_none(),
-        "unexpected extra request"
-    );
+    api::assert_no_more_requests(&mut handle).await;
     (result, out, calls)
 }
 

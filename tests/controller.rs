@@ -1,11 +1,13 @@
 //! The import reconciler driven through kube's client over a mocked HTTP transport: every request
 //! it makes is asserted, and any request not expected fails the test.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use imagestream_operator::api::*;
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
 use imagestream_operator::registry::{
@@ -14,10 +16,9 @@ use imagestream_operator::registry::{
 use imagestream_operator::schedule::Scheduler;
 use kube::client::Body;
 use kube::runtime::reflector;
-use kube::Client;
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use common::api::{self, Handle, Reply};
 
 /// Answers from a list set by the test; records the references it was asked for.
 #[derive(Default)]
@@ -117,8 +118,7 @@ fn harness() -> Harness {
 }
 
 fn harness_with(settings: Settings) -> Harness {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = api::mock_client("default");
     let resolver = Arc::new(ScriptedResolver::default());
     let (store, _writer) = reflector::store();
     let ctx = Context::new(
@@ -136,42 +136,20 @@ fn harness_with(settings: Settings) -> Harness {
     }
 }
 
-async fn body_json(req: Request<Body>) -> (Method, String, Value) {
-    let method = req.method().clone();
-    let uri = req.uri().to_string();
-    let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
-    (method, uri, body)
-}
-
-/// Expect one request, check it, and answer with `reply`.
+/// Expect one request, check it, and answer: Events echo back; writes to the stream answer with
+/// the stream, as the API server does.
 async fn expect(
     handle: &mut Handle,
     object: &Value,
     check: impl FnOnce(&Method, &str, &Value),
 ) -> Value {
-    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .expect("timed out waiting for an API request")
-        .expect("the client was dropped before the expected request");
-    let (method, uri, body) = body_json(req).await;
-    check(&method, &uri, &body);
-    // Events echo back; writes to the stream answer with the stream, as the API server does.
-    let reply = if uri.contains("/events") {
-        &body
-    } else {
-        object
-    };
-    send.send_response(
-        Response::builder()
-            .body(Body::from(serde_json::to_vec(reply).unwrap()))
-            .unwrap(),
-    );
-    body
+    let call = api::answer_next(handle, |c| match c.uri.contains("/events") {
+        true => Reply::Echo,
+        false => Reply::Json(object.clone()),
+    })
+    .await;
+    check(&call.method, &call.uri, &call.body);
+    call.body
 }
 
 /// Run the reconcile while serving exactly the expected requests, then assert there were no others.
@@ -198,11 +176,8 @@ async fn run(
     }
     task.await.unwrap().expect("reconcile failed");
     // Context (and with it the client) is gone once reconcile returns: any further request
-    // would have been sent already, and next_request answers None.
-    assert!(
-        handle.next_request().await.is_none(),
-        "unexpected extra API request"
-    );
+    // would have been sent already.
+    api::assert_no_more_requests(&mut handle).await;
     (seen, resolver)
 }
 

@@ -1,9 +1,10 @@
 //! The trigger controller over kube's mocked transport: the exact requests each situation makes.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use http::{Method, Request, Response};
+use std::sync::Arc;
+
+use http::{Method, Response};
 use imagestream_operator::api::*;
 use imagestream_operator::triggers::controller::{
     reconcile_meta, reconcile_workload, Fired, Meta, TriggerContext,
@@ -13,10 +14,9 @@ use imagestream_operator::triggers::workload::Kind;
 use kube::client::Body;
 use kube::core::{DynamicObject, PartialObjectMeta};
 use kube::runtime::{reflector, watcher};
-use kube::Client;
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use common::api::{self, Call, Handle, Reply};
 
 const NEW: &str = "quay.io/team/example@sha256:0a1b2c";
 
@@ -57,8 +57,7 @@ fn trigger(extra: &str) -> String {
 }
 
 fn context(streams: Vec<ImageStream>) -> (Arc<TriggerContext>, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = api::mock_client("default");
     let (store, mut writer) = reflector::store();
     for s in streams {
         writer.apply_watcher_event(&watcher::Event::Apply(s));
@@ -74,13 +73,6 @@ fn key(kind: Kind) -> WorkloadKey {
     }
 }
 
-struct Seen {
-    method: Method,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
 /// Evaluate once while answering exactly `answers.len()` requests, then check nothing else came.
 async fn evaluate(
     ctx: &Arc<TriggerContext>,
@@ -88,7 +80,7 @@ async fn evaluate(
     obj: DynamicObject,
     kind: Kind,
     answers: Vec<Value>,
-) -> (Fired, Vec<Seen>) {
+) -> (Fired, Vec<Call>) {
     let task = {
         let ctx = ctx.clone();
         tokio::spawn(async move { reconcile_workload(&ctx, &key(kind), &obj).await })
@@ -100,45 +92,16 @@ async fn evaluate(
 
 /// Answers exactly `answers.len()` requests (a null answer echoes the request body), then checks
 /// that no other request comes.
-async fn answer(handle: &mut Handle, answers: Vec<Value>) -> Vec<Seen> {
-    let mut seen = Vec::new();
-    for answer in answers {
-        let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-            .await
-            .expect("timed out waiting for a request")
-            .expect("client dropped");
-        let method = req.method().clone();
-        let uri = req.uri().to_string();
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let reply = if answer.is_null() {
-            body.clone()
-        } else {
-            answer
-        };
-        send.send_response(
-            Response::builder()
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap(),
-        );
-        seen.push(Seen {
-            method,
-            uri,
-            content_type,
-            body,
-        });
-    }
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), handle.next_request())
-            .await
-            .is_err(),
-        "unexpected extra API request"
-    );
+async fn answer(handle: &mut Handle, answers: Vec<Value>) -> Vec<Call> {
+    let replies = answers
+        .into_iter()
+        .map(|a| match a {
+            Value::Null => Reply::Echo,
+            v => Reply::Json(v),
+        })
+        .collect();
+    let seen = api::answer_all(handle, replies).await;
+    api::assert_no_more_requests(handle).await;
     seen
 }
 

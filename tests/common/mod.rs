@@ -1,4 +1,5 @@
-//! Test harness, by concern (like Flux's `internal/test/{registry,tlsserver}`): `registry.rs` (a
+//! Test harness, by concern (like Flux's `internal/test/{registry,tlsserver}`): `api.rs` (the
+//! mocked API server of every API-interaction test), `registry.rs` (a
 //! real `docker-registry` on 127.0.0.1 and image pushes), `http.rs` (a minimal HTTP/1.1 reader
 //! and server for the fakes), `tokens.rs` (a token server for the registry's bearer-token
 //! scheme), `faults.rs` (a fault-injecting proxy in front of a registry). Everything is
@@ -6,6 +7,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod api;
 pub mod faults;
 pub mod http;
 pub mod registry;
