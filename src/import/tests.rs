@@ -1,4 +1,6 @@
-//! The must-have behaviours of reference §8 (numbers in test names) that apply to a CRD.
+//! OpenShift's import semantics that apply to a CRD, one behaviour per test: what a spec change,
+//! a re-import request, a failure, an alias, a cross-stream copy or a repository import does to
+//! status. The names say the behaviour; ARCHITECTURE.md lists where we differ from OpenShift.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -167,7 +169,7 @@ const A: &str = "sha256:aaaa1111";
 const B: &str = "sha256:bbbb2222";
 
 #[test]
-fn mh8_9_new_tag_is_imported_with_stream_generation_and_pinned_reference() {
+fn new_tag_is_imported_with_stream_generation_and_pinned_reference() {
     let mut s = stream("python", 1, vec![docker("3.5", "centos/python-35-centos7")]);
     assert_eq!(
         imports_needed(&s, &Hints::default()),
@@ -203,7 +205,7 @@ fn mh8_9_new_tag_is_imported_with_stream_generation_and_pinned_reference() {
 }
 
 #[test]
-fn mh8_only_tags_with_pending_changes_are_imported() {
+fn only_tags_with_pending_changes_are_imported() {
     let mut s = stream("python", 1, vec![docker("a", "x/a"), docker("b", "x/b")]);
     World::default().step(
         &mut s,
@@ -222,7 +224,7 @@ fn mh8_only_tags_with_pending_changes_are_imported() {
 }
 
 #[test]
-fn mh4_only_import_relevant_changes_count() {
+fn only_import_relevant_spec_changes_cause_a_re_import() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     let t = &mut s.spec.tags.as_mut().unwrap()[0];
@@ -253,7 +255,7 @@ fn mh4_only_import_relevant_changes_count() {
 }
 
 #[test]
-fn mh4_generation_zero_and_next_generation_request_a_re_import() {
+fn generation_zero_and_next_generation_request_a_re_import() {
     let mut s = stream("python", 3, vec![docker("a", "x/a")]);
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     assert_eq!(head(&s, "a").unwrap().generation, 3);
@@ -265,7 +267,7 @@ fn mh4_generation_zero_and_next_generation_request_a_re_import() {
         World::default().step(&mut s, &[("a", Cause::Requested, ok("x/a", A))], 10);
     assert!(
         changed,
-        "the request is answered by recording the generation (mh11)"
+        "the request is answered by recording the generation"
     );
     assert!(changes.is_empty(), "no new image, no Imported event");
     let item = head(&s, "a").unwrap();
@@ -283,7 +285,7 @@ fn mh4_generation_zero_and_next_generation_request_a_re_import() {
 }
 
 #[test]
-fn mh11_35_unchanged_background_check_writes_nothing_and_new_digest_prepends() {
+fn unchanged_background_check_writes_nothing_and_new_digest_prepends() {
     let mut s = stream(
         "python",
         1,
@@ -324,7 +326,7 @@ fn mh11_35_unchanged_background_check_writes_nothing_and_new_digest_prepends() {
 }
 
 #[test]
-fn mh12_13_14_failure_keeps_image_one_condition_identical_repeat_is_silent_success_clears() {
+fn failure_keeps_image_one_condition_identical_repeat_is_silent_success_clears() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
     let w = World::default();
     w.step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
@@ -380,7 +382,7 @@ fn mh12_13_14_failure_keeps_image_one_condition_identical_repeat_is_silent_succe
 }
 
 #[test]
-fn mh15_a_failed_non_scheduled_tag_is_not_retried_by_itself() {
+fn a_failed_non_scheduled_tag_is_not_retried_by_itself() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
     World::default().step(
         &mut s,
@@ -425,7 +427,7 @@ fn mh15_a_failed_non_scheduled_tag_is_not_retried_by_itself() {
 }
 
 #[test]
-fn mh16_reference_tags_are_recorded_verbatim_and_never_imported() {
+fn reference_tags_are_recorded_verbatim_and_never_imported() {
     let mut s = stream(
         "python",
         2,
@@ -457,7 +459,7 @@ fn mh16_reference_tags_are_recorded_verbatim_and_never_imported() {
 }
 
 #[test]
-fn mh26_aliases_follow_their_source_including_chains() {
+fn aliases_follow_their_source_including_chains() {
     let mut s = stream(
         "python",
         1,
@@ -502,7 +504,7 @@ fn alias_cycles_are_reported_not_looped() {
 }
 
 #[test]
-fn mh27_cross_stream_tags_are_copied_once() {
+fn cross_stream_tags_are_copied_once() {
     let mut source = stream("base", 1, vec![docker("1", "x/base:1")]);
     World::default().step(
         &mut source,
@@ -535,7 +537,7 @@ fn mh27_cross_stream_tags_are_copied_once() {
 }
 
 #[test]
-fn mh27_missing_source_stream_is_reported_and_empty_source_tag_waits() {
+fn missing_source_stream_is_reported_and_empty_source_tag_waits() {
     let mut s = stream("app", 1, vec![istag("base", "base:1", None)]);
     World::default().step(&mut s, &[], 0);
     assert_eq!(
@@ -570,7 +572,7 @@ fn cross_namespace_sources_need_the_operator_flag() {
 }
 
 #[test]
-fn mh28_image_stream_image_by_digest_or_unique_prefix() {
+fn an_image_stream_image_resolves_by_digest_or_unique_prefix() {
     let mut source = stream("ruby", 1, vec![docker("1", "x/r:1"), docker("2", "x/r:2")]);
     World::default().step(
         &mut source,
@@ -613,7 +615,7 @@ fn mh28_image_stream_image_by_digest_or_unique_prefix() {
 }
 
 #[test]
-fn mh30_31_history_is_capped_and_removed_spec_tags_keep_status() {
+fn history_is_capped_and_removed_spec_tags_keep_status() {
     let mut s = stream("python", 1, vec![docker("a", "x/a")]);
     let w = World {
         max_history: 3,
@@ -640,7 +642,7 @@ fn mh30_31_history_is_capped_and_removed_spec_tags_keep_status() {
 }
 
 #[test]
-fn mh6_7_status_tags_sorted_and_repository_from_spec_or_local_registry() {
+fn status_tags_are_sorted_and_the_repository_comes_from_spec_or_local_registry() {
     let mut s = stream("python", 1, vec![docker("z", "x/z"), docker("a", "x/a")]);
     s.spec.docker_image_repository = Some("quay.io/org/python".into());
     World::default().step(
@@ -669,7 +671,7 @@ fn mh6_7_status_tags_sorted_and_repository_from_spec_or_local_registry() {
 }
 
 #[test]
-fn mh24_missing_repository_check_annotation_re_imports_everything_importable() {
+fn missing_repository_check_annotation_re_imports_everything_importable() {
     let mut s = stream("python", 1, vec![docker("a", "x/a"), istag("b", "a", None)]);
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.annotations = None;
@@ -680,7 +682,7 @@ fn mh24_missing_repository_check_annotation_re_imports_everything_importable() {
 }
 
 #[test]
-fn mh34_digest_pinned_scheduled_tag_stops_after_first_success() {
+fn digest_pinned_scheduled_tag_stops_after_first_success() {
     let pinned = format!("x/a@sha256:{}", "a".repeat(64));
     let tag = TagReference {
         import_policy: Some(TagImportPolicy {
@@ -704,7 +706,7 @@ fn mh34_digest_pinned_scheduled_tag_stops_after_first_success() {
 }
 
 #[test]
-fn mh23_repository_import_records_listed_tags_and_reports_the_rest() {
+fn repository_import_records_listed_tags_and_reports_the_rest() {
     let mut s = stream("python", 1, vec![]);
     s.spec.docker_image_repository = Some("quay.io/org/python".into());
     let world = World {
