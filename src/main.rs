@@ -12,6 +12,7 @@ use imagestream_operator::registry::budget::Budget;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;
+use imagestream_operator::triggers::controller::TriggerSettings;
 
 #[derive(Parser)]
 #[command(
@@ -251,70 +252,29 @@ impl Metrics {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let metrics = Metrics::new();
-    let mut notify_config = notify_config(&args)?;
-    notify_config.metrics = metrics.notify.clone();
-    let (default_os, default_arch) = args
-        .default_platform
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
-    let mut config = ResolverConfig::with_policy(RegistryPolicy {
-        insecure: args.insecure_registries,
-        allowed: args.allowed_registries,
-        blocked: args.blocked_registries,
-    });
-    config.default_os = default_os.into();
-    config.default_arch = default_arch.into();
-    // An empty value (e.g. REGISTRY_BUDGETS="" from a template) means no override.
-    for flag in args.registry_budget.iter().filter(|f| !f.trim().is_empty()) {
-        let (host, budget) = Budget::parse_flag(flag).map_err(anyhow::Error::msg)?;
-        config.transport.budgets.insert(host, budget);
-    }
-    if let Some(path) = &args.registry_ca_bundle {
-        let pem = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("reading --registry-ca-bundle {}: {e}", path.display()))?;
-        config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
-    }
-    let resolver = RegistryResolver::with_metrics(config, metrics.registry.clone())
-        .map_err(anyhow::Error::msg)?;
+    // Flags are checked before anything starts, whether or not the endpoint serves them.
+    let mut notify = notify_config(&args)?;
+    notify.metrics = metrics.notify.clone();
+    let resolver =
+        RegistryResolver::with_metrics(resolver_config(&args)?, metrics.registry.clone())
+            .map_err(anyhow::Error::msg)?;
+    let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
     let client = kube::Client::try_default().await?;
-    let settings = Settings {
-        local_registry: args.local_registry,
-        max_history: args.max_history,
-        allow_cross_namespace: args.allow_cross_namespace_sources,
-        concurrency: args.concurrency,
-        max_bulk_import: args.max_images_bulk_imported_per_repository,
-        stretch_schedule_when_notified: args.stretch_schedule_when_notified,
-        metrics: metrics.import.clone(),
-        ..Default::default()
-    };
-    let mut scheduler = Scheduler::new(
-        args.scheduled_import_interval,
-        args.max_scheduled_imports_per_minute,
-    );
-    scheduler.effective = metrics.schedule.clone();
     let health = Arc::new(Health::default());
     // The shared stream cache, and (when triggers run) one workload watch per kind.
     let workload_watches = imagestream_operator::triggers::kind::Kind::ALL.len();
-    health.expect(if args.disable_triggers {
-        1
-    } else {
-        1 + workload_watches
-    });
-    let settings = Settings {
-        health: Some(health.clone()),
-        ..settings
-    };
+    health.expect(
+        1 + if args.disable_triggers {
+            0
+        } else {
+            workload_watches
+        },
+    );
     let server = server::serve(
         args.metrics_addr,
         health.clone(),
         Arc::new(metrics.exposition()),
     );
-    let triggers = imagestream_operator::triggers::controller::TriggerSettings {
-        concurrency: args.concurrency,
-        health: Some(health.clone()),
-        metrics: metrics.triggers.clone(),
-    };
     // One ImageStream watch for the process: the webhook (every replica) and, on the leader,
     // the import and trigger controllers read the same store.
     let (cache, cache_driver) = StreamCache::new(client.clone());
@@ -330,86 +290,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         health.clone(),
         Duration::from_secs(5),
     ));
-    // The webhook runs on every replica, leader or not: the Service may route to any of them.
-    let admission_client = client.clone();
-    let admission_cache = cache.clone();
-    let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
-    let disable_triggers = args.disable_triggers;
     let work = {
-        let client = client.clone();
-        move || async move {
-            let imports = controller::run_shared(
-                client.clone(),
-                cache.clone(),
-                resolver,
-                scheduler,
-                settings,
-            );
-            if disable_triggers {
-                return imports.await;
-            }
-            // The import controller stops on SIGTERM; the trigger controller stops with it.
-            tokio::select! {
-                r = imports => r,
-                r = imagestream_operator::triggers::controller::run_shared(client, cache, triggers) => r,
-            }
-        }
+        let (client, cache) = (client.clone(), cache.clone());
+        let settings = import_settings(&args, &metrics, &health);
+        let scheduler = scheduler(&args, &metrics);
+        let triggers = (!args.disable_triggers).then(|| TriggerSettings {
+            concurrency: args.concurrency,
+            health: Some(health.clone()),
+            metrics: metrics.triggers.clone(),
+        });
+        move || controllers(client, cache, resolver, scheduler, settings, triggers)
     };
     let controllers = async {
         if !args.leader_election {
             return work().await;
         }
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("imagestream-operator-{}", std::process::id()));
-        let config = LeaderConfig {
-            namespace: args.leader_election_namespace.clone(),
-            lease_name: args.leader_election_lease.clone(),
-            identity,
-            duration: args.leader_election_duration.max(2),
-            grace: (args.leader_election_duration / 3).max(1),
-            metrics: metrics.leader.clone(),
-        };
-        run_as_leader(client, config, health.clone(), work).await
+        run_as_leader(
+            client.clone(),
+            leader_config(&args, &metrics),
+            health.clone(),
+            work,
+        )
+        .await
     };
+    // The webhook runs on every replica, leader or not: the Service may route to any of them.
     let admission = async {
-        let Some(addr) = args.admission_addr else {
-            return std::future::pending().await;
-        };
-        let (cert, inject) = match (&args.admission_cert_file, &args.admission_key_file) {
-            (Some(cert), Some(key)) => (
-                Certificate::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                None,
-            ),
-            _ => {
-                let hosts = if args.admission_hosts.is_empty() {
-                    vec![format!(
-                        "imagestream-operator-webhook.{}.svc",
-                        args.leader_election_namespace
-                    )]
-                } else {
-                    args.admission_hosts.clone()
-                };
-                let cert = shared_certificate(
-                    &admission_client,
-                    &args.leader_election_namespace,
-                    &args.admission_certificate_secret,
-                    &hosts,
-                )
-                .await?;
-                (cert, Some(args.admission_webhook_configuration.clone()))
+        match admission_endpoint(&args, &client, &metrics, notify).await? {
+            Some(endpoint) => {
+                imagestream_operator::serve::run_shared(client.clone(), cache.clone(), endpoint)
+                    .await
             }
-        };
-        let endpoint = imagestream_operator::serve::Endpoint {
-            addr,
-            cert,
-            inject,
-            notify: Some(notify_config),
-            metrics: metrics.admission.clone(),
-        };
-        imagestream_operator::serve::run_shared(admission_client, admission_cache, endpoint).await
+            None => std::future::pending().await,
+        }
     };
     tokio::select! {
         r = controllers => r,
@@ -417,6 +329,134 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         r = admission => r,
         () = cache_driver => Ok(()),
     }
+}
+
+/// What the leader runs: the import controller and, unless disabled, the trigger controller,
+/// both on the process's one stream cache. The import controller stops on SIGTERM; the trigger
+/// controller stops with it.
+async fn controllers(
+    client: kube::Client,
+    cache: StreamCache,
+    resolver: Arc<dyn imagestream_operator::registry::ImageResolver>,
+    scheduler: Scheduler,
+    settings: Settings,
+    triggers: Option<TriggerSettings>,
+) -> anyhow::Result<()> {
+    let imports =
+        controller::run_shared(client.clone(), cache.clone(), resolver, scheduler, settings);
+    let Some(triggers) = triggers else {
+        return imports.await;
+    };
+    tokio::select! {
+        r = imports => r,
+        r = imagestream_operator::triggers::controller::run_shared(client, cache, triggers) => r,
+    }
+}
+
+/// The registry side: platform defaults, allow/block/insecure lists, budgets, extra CAs.
+fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
+    let (default_os, default_arch) = args
+        .default_platform
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
+    let mut config = ResolverConfig::with_policy(RegistryPolicy {
+        insecure: args.insecure_registries.clone(),
+        allowed: args.allowed_registries.clone(),
+        blocked: args.blocked_registries.clone(),
+    });
+    config.default_os = default_os.into();
+    config.default_arch = default_arch.into();
+    // An empty value (e.g. REGISTRY_BUDGETS="" from a template) means no override.
+    for flag in args.registry_budget.iter().filter(|f| !f.trim().is_empty()) {
+        let (host, budget) = Budget::parse_flag(flag).map_err(anyhow::Error::msg)?;
+        config.transport.budgets.insert(host, budget);
+    }
+    if let Some(path) = &args.registry_ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading --registry-ca-bundle {}: {e}", path.display()))?;
+        config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
+    }
+    Ok(config)
+}
+
+fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> Settings {
+    Settings {
+        local_registry: args.local_registry.clone(),
+        max_history: args.max_history,
+        allow_cross_namespace: args.allow_cross_namespace_sources,
+        concurrency: args.concurrency,
+        max_bulk_import: args.max_images_bulk_imported_per_repository,
+        stretch_schedule_when_notified: args.stretch_schedule_when_notified,
+        metrics: metrics.import.clone(),
+        health: Some(health.clone()),
+        ..Default::default()
+    }
+}
+
+fn scheduler(args: &RunArgs, metrics: &Metrics) -> Scheduler {
+    let mut scheduler = Scheduler::new(
+        args.scheduled_import_interval,
+        args.max_scheduled_imports_per_minute,
+    );
+    scheduler.effective = metrics.schedule.clone();
+    scheduler
+}
+
+fn leader_config(args: &RunArgs, metrics: &Metrics) -> LeaderConfig {
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("imagestream-operator-{}", std::process::id()));
+    LeaderConfig {
+        namespace: args.leader_election_namespace.clone(),
+        lease_name: args.leader_election_lease.clone(),
+        identity,
+        duration: args.leader_election_duration.max(2),
+        grace: (args.leader_election_duration / 3).max(1),
+        metrics: metrics.leader.clone(),
+    }
+}
+
+/// The HTTPS endpoint (webhook and notification receiver), if `--admission-addr` is set: with the
+/// given certificate files, or the certificate shared by all replicas through a Secret (then kept
+/// in the webhook configuration).
+async fn admission_endpoint(
+    args: &RunArgs,
+    client: &kube::Client,
+    metrics: &Metrics,
+    notify: imagestream_operator::notify::NotifyConfig,
+) -> anyhow::Result<Option<imagestream_operator::serve::Endpoint>> {
+    let Some(addr) = args.admission_addr else {
+        return Ok(None);
+    };
+    let (cert, inject) = match (&args.admission_cert_file, &args.admission_key_file) {
+        (Some(cert), Some(key)) => {
+            let files = Certificate::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            (files, None)
+        }
+        _ => {
+            let hosts = match args.admission_hosts.is_empty() {
+                true => vec![format!(
+                    "imagestream-operator-webhook.{}.svc",
+                    args.leader_election_namespace
+                )],
+                false => args.admission_hosts.clone(),
+            };
+            let namespace = &args.leader_election_namespace;
+            let secret = &args.admission_certificate_secret;
+            let cert = shared_certificate(client, namespace, secret, &hosts).await?;
+            (cert, Some(args.admission_webhook_configuration.clone()))
+        }
+    };
+    Ok(Some(imagestream_operator::serve::Endpoint {
+        addr,
+        cert,
+        inject,
+        notify: Some(notify),
+        metrics: metrics.admission.clone(),
+    }))
 }
 
 fn main() -> anyhow::Result<()> {
