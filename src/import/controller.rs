@@ -1081,17 +1081,7 @@ pub async fn run_shared(
             "cannot list ImageStreams ({e}); install the CRD first: kubectl apply -f crds/"
         );
     }
-    let mut secret_stores = Vec::new();
-    let mut secret_events = Vec::new();
-    for type_ in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
-        let (reader, writer) = reflector::store();
-        let config = watcher::Config::default().fields(&format!("type={type_}"));
-        let events = reflector(writer, watcher(Api::<Secret>::all(client.clone()), config))
-            .backoff(crate::api::cache::watch_backoff())
-            .touched_objects();
-        secret_stores.push(reader);
-        secret_events.push(events.boxed());
-    }
+    let (secret_stores, secret_events) = pull_secret_watches(&client);
     // The Controller's runner waits for the store to be ready, and the store's readiness signal
     // wakes only its latest waiter: start once the cache has synced, so nobody has to wait.
     cache.synced().await;
@@ -1106,11 +1096,60 @@ pub async fn run_shared(
         scheduler,
         settings,
     ));
-    // Everything already listed, then every change (a stream seen twice is reconciled once).
+    let controller =
+        Controller::for_shared_stream(stream_changes(&cache, ctx.clone()), store.clone())
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
+            );
+    let by_namespace = store.clone();
+    controller
+        .watches_stream(secret_events, move |secret: Secret| {
+            streams_in(&by_namespace, &secret.namespace().unwrap_or_default())
+        })
+        .reconcile_on(dependents_of_changes(&cache))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "reconcile error");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// Watches of the pull-secret types only (a field selector on `type`), so the operator holds
+/// no other Secret: their stores (the keyrings' source) and their changes merged.
+fn pull_secret_watches(
+    client: &Client,
+) -> (
+    Vec<Store<Secret>>,
+    futures::stream::BoxStream<'static, Result<Secret, watcher::Error>>,
+) {
+    let mut stores = Vec::new();
+    let mut events = Vec::new();
+    for type_ in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
+        let (reader, writer) = reflector::store();
+        let config = watcher::Config::default().fields(&format!("type={type_}"));
+        let changes = reflector(writer, watcher(Api::<Secret>::all(client.clone()), config))
+            .backoff(crate::api::cache::watch_backoff())
+            .touched_objects();
+        stores.push(reader);
+        events.push(changes.boxed());
+    }
+    (stores, futures::stream::select_all(events).boxed())
+}
+
+/// Every stream already listed, then every change, each observed by the context (schedule load,
+/// urgent first imports) on its way to the Controller (a stream seen twice is reconciled once).
+fn stream_changes(
+    cache: &StreamCache,
+    observer: Arc<Context>,
+) -> impl futures::Stream<Item = Arc<ImageStream>> {
+    // Subscribe before listing, so no change falls between the two.
     let changes = cache.subscribe();
-    let observer = ctx.clone();
-    let listed = store.state().into_iter().map(StreamEvent::Applied);
-    let triggers = futures::stream::iter(listed)
+    let listed = cache.store().state().into_iter().map(StreamEvent::Applied);
+    futures::stream::iter(listed)
         .chain(changes)
         .filter_map(move |e| {
             observer.observe_stream(&e);
@@ -1118,14 +1157,19 @@ pub async fn run_shared(
                 StreamEvent::Applied(s) => Some(s),
                 StreamEvent::Deleted(_) => None,
             })
-        });
-    // Streams that copy from or alias a changed stream react to it.
+        })
+}
+
+/// Streams that copy from or alias a changed stream, so they react to it.
+fn dependents_of_changes(
+    cache: &StreamCache,
+) -> impl futures::Stream<Item = ObjectRef<ImageStream>> {
+    let changes = cache.subscribe();
     let mut sources = SourceIndex::default();
-    let source_events = cache.subscribe();
-    for s in store.state() {
+    for s in cache.store().state() {
         sources.update(&s);
     }
-    let dependents_of = source_events.flat_map(move |e| {
+    changes.flat_map(move |e| {
         let s = match e {
             StreamEvent::Applied(s) => {
                 sources.update(&s);
@@ -1136,36 +1180,18 @@ pub async fn run_shared(
                 s
             }
         };
-        let refs = sources.of(&s.namespace().unwrap_or_default(), &s.name_any());
-        futures::stream::iter(refs)
-    });
-    let controller = Controller::for_shared_stream(triggers, store.clone()).with_config(
-        kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency),
-    );
-    let by_namespace = store.clone();
-    controller
-        .watches_stream(
-            futures::stream::select_all(secret_events),
-            move |secret: Secret| {
-                let ns = secret.namespace().unwrap_or_default();
-                by_namespace
-                    .state()
-                    .iter()
-                    .filter(|s| s.metadata.namespace.as_deref() == Some(ns.as_str()))
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .reconcile_on(dependents_of)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "reconcile error");
-            }
-        })
-        .await;
-    Ok(())
+        futures::stream::iter(sources.of(&s.namespace().unwrap_or_default(), &s.name_any()))
+    })
+}
+
+/// The streams of one namespace (a pull secret there changed).
+fn streams_in(store: &Store<ImageStream>, namespace: &str) -> Vec<ObjectRef<ImageStream>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 #[cfg(test)]
