@@ -529,6 +529,44 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// What `import-image` prints once the controller answered: the outcome, each failed tag's
+/// condition, the repository's tags left out, then the stream. True when something failed.
+pub fn import_result(s: &ImageStream, tag: &str, all: bool, now: Timestamp) -> (String, bool) {
+    let failed: Vec<String> = s
+        .status
+        .iter()
+        .flat_map(|st| &st.tags)
+        .filter(|t| all || t.tag == tag)
+        .flat_map(|t| {
+            t.conditions.iter().map(move |c| {
+                format!(
+                    "tag {}: {}: {}",
+                    t.tag,
+                    c.reason.as_deref().unwrap_or(""),
+                    c.message.as_deref().unwrap_or("")
+                )
+            })
+        })
+        .collect();
+    let mut out = String::from(match failed.is_empty() {
+        true => "imported\n\n",
+        false => "imported with errors\n\n",
+    });
+    for f in &failed {
+        out.push_str(&format!("error: {f}\n"));
+    }
+    if let Some(r) = s
+        .status
+        .as_ref()
+        .and_then(|st| st.repository.as_ref())
+        .filter(|r| !r.additional_tags.is_empty())
+    {
+        out.push_str(&format!("info: The remote repository contained {} additional tags which were not imported: {}\n", r.additional_tags.len(), r.additional_tags.join(", ")));
+    }
+    out.push_str(&describe_stream(s, now));
+    (out, !failed.is_empty())
+}
+
 /// `-o json|yaml`.
 pub fn structured<T: serde::Serialize>(
     value: &T,

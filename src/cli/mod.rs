@@ -153,31 +153,7 @@ async fn tag(
 ) -> Result<(), CliError> {
     if args.delete {
         for t in &args.args {
-            let (ns, stream, tag) = edit::parse_dest(t)?;
-            let ns = ns.unwrap_or(namespace.to_string());
-            let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-            let (written, found) = update(&api, &stream, |s| Ok(edit::delete_tag(s, &tag))).await?;
-            if !found {
-                return Err(CliError::Failed(format!(
-                    "image stream tag {ns}/{stream}:{tag} not found"
-                )));
-            }
-            // History lives in status; remove it too so the tag is really gone.
-            let remaining = written
-                .status
-                .clone()
-                .unwrap_or_default()
-                .tags
-                .into_iter()
-                .filter(|t| t.tag != tag)
-                .collect::<Vec<_>>();
-            api.patch_status(
-                &stream,
-                &patch_params(),
-                &Patch::Merge(json!({"status": {"tags": remaining}})),
-            )
-            .await?;
-            out.push_str(&format!("Deleted tag {ns}/{stream}:{tag}.\n"));
+            delete_tag(client, namespace, t, out).await?;
         }
         return Ok(());
     }
@@ -200,6 +176,7 @@ async fn tag(
         reference_policy: args.reference_policy.map(Into::into),
         import_mode: None,
     };
+    // A copy (not an alias) of another stream's tag pins its current image: read that stream.
     let source_stream = match &source {
         Source::StreamTag {
             namespace: ns,
@@ -217,21 +194,68 @@ async fn tag(
         let ns = ns.unwrap_or(namespace.to_string());
         let from = edit::tag_source(&source, &opts, &ns, &stream, source_stream.as_ref())?;
         let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-        if api.get_opt(&stream).await?.is_none() {
-            let mut s = ImageStream::new(&stream, ImageStreamSpec::default());
-            s.metadata.namespace = Some(ns.clone());
-            edit::set_tag(&mut s, &tag, from.clone(), &opts);
-            api.create(&post_params(), &s).await?;
-        } else {
-            update(&api, &stream, |s| {
-                edit::set_tag(s, &tag, from.clone(), &opts);
-                Ok(())
-            })
-            .await?;
-        }
+        set_tag_creating_stream(&api, &ns, &stream, &tag, &from, &opts).await?;
         out.push_str(&edit::tag_message(&format!("{stream}:{tag}"), &from, &opts));
         out.push('\n');
     }
+    Ok(())
+}
+
+/// Sets the spec tag, creating the stream when it does not exist yet (as `oc tag` does).
+async fn set_tag_creating_stream(
+    api: &Api<ImageStream>,
+    ns: &str,
+    stream: &str,
+    tag: &str,
+    from: &crate::api::TagSource,
+    opts: &TagOptions,
+) -> Result<(), CliError> {
+    if api.get_opt(stream).await?.is_none() {
+        let mut s = ImageStream::new(stream, ImageStreamSpec::default());
+        s.metadata.namespace = Some(ns.to_string());
+        edit::set_tag(&mut s, tag, from.clone(), opts);
+        api.create(&post_params(), &s).await?;
+        return Ok(());
+    }
+    update(api, stream, |s| {
+        edit::set_tag(s, tag, from.clone(), opts);
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+/// `tag -d STREAM:TAG`: the spec tag, then its history in status, so the tag is really gone.
+async fn delete_tag(
+    client: &Client,
+    namespace: &str,
+    arg: &str,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let (ns, stream, tag) = edit::parse_dest(arg)?;
+    let ns = ns.unwrap_or(namespace.to_string());
+    let api: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+    let (written, found) = update(&api, &stream, |s| Ok(edit::delete_tag(s, &tag))).await?;
+    if !found {
+        return Err(CliError::Failed(format!(
+            "image stream tag {ns}/{stream}:{tag} not found"
+        )));
+    }
+    let remaining = written
+        .status
+        .clone()
+        .unwrap_or_default()
+        .tags
+        .into_iter()
+        .filter(|t| t.tag != tag)
+        .collect::<Vec<_>>();
+    api.patch_status(
+        &stream,
+        &patch_params(),
+        &Patch::Merge(json!({"status": {"tags": remaining}})),
+    )
+    .await?;
+    out.push_str(&format!("Deleted tag {ns}/{stream}:{tag}.\n"));
     Ok(())
 }
 
@@ -353,45 +377,13 @@ async fn wait_for_import(
         };
         if answered {
             eprintln_to(&mut progress, "");
-            let failed: Vec<String> = s
-                .status
-                .iter()
-                .flat_map(|st| &st.tags)
-                .filter(|t| all || t.tag == tag)
-                .flat_map(|t| {
-                    t.conditions.iter().map(move |c| {
-                        format!(
-                            "tag {}: {}: {}",
-                            t.tag,
-                            c.reason.as_deref().unwrap_or(""),
-                            c.message.as_deref().unwrap_or("")
-                        )
-                    })
-                })
-                .collect();
-            out.push_str(if failed.is_empty() {
-                "imported\n\n"
-            } else {
-                "imported with errors\n\n"
-            });
-            for f in &failed {
-                out.push_str(&format!("error: {f}\n"));
-            }
-            if let Some(r) = s
-                .status
-                .as_ref()
-                .and_then(|st| st.repository.as_ref())
-                .filter(|r| !r.additional_tags.is_empty())
-            {
-                out.push_str(&format!("info: The remote repository contained {} additional tags which were not imported: {}\n", r.additional_tags.len(), r.additional_tags.join(", ")));
-            }
-            out.push_str(&format::describe_stream(&s, jiff::Timestamp::now()));
-            return if failed.is_empty() {
-                Ok(())
-            } else {
-                Err(CliError::Failed(format!(
+            let (text, failed) = format::import_result(&s, tag, all, jiff::Timestamp::now());
+            out.push_str(&text);
+            return match failed {
+                false => Ok(()),
+                true => Err(CliError::Failed(format!(
                     "import of {name} failed; see above"
-                )))
+                ))),
             };
         }
         if tokio::time::Instant::now() >= deadline {

@@ -204,82 +204,16 @@ pub async fn receive(
     body: &[u8],
 ) -> (StatusCode, String) {
     let received = jiff::Timestamp::now().as_millisecond();
-    let Some(src) = Source::parse(source) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!(
-                r#"{{"error":"unknown source {source:?}; use distribution, harbor, quay, dockerhub or ghcr"}}"#
-            ),
-        );
+    let (src, pushes) = match accept(receiver, source, headers, query, body) {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal,
     };
-    let content_type = headers
-        .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !src.accepts(content_type) {
-        outcome(
-            &receiver.config.metrics,
-            src.name(),
-            "unsupported_media_type",
-        );
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                r#"{{"error":"content type {content_type:?} is not a {} notification"}}"#,
-                src.name()
-            ),
-        );
-    }
-    if !authenticated(&receiver.config, src, headers, query, body) {
-        outcome(&receiver.config.metrics, src.name(), "unauthorized");
-        return (
-            StatusCode::UNAUTHORIZED,
-            r#"{"error":"missing or wrong notification token or signature"}"#.into(),
-        );
-    }
-    let pushes = match payload::parse(src, body) {
-        Ok(p) => p,
-        Err(e) => {
-            outcome(&receiver.config.metrics, src.name(), "bad_request");
-            return (StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e));
-        }
-    };
-    let found: Vec<(Target, Option<String>)> = {
-        let index = receiver.index.lock().unwrap_or_else(|p| p.into_inner());
-        pushes
-            .iter()
-            .flat_map(|p| {
-                let wanted = wanted_keys(&receiver.config, std::slice::from_ref(p));
-                let digest = p.digest.clone();
-                index
-                    .targets(&wanted)
-                    .into_iter()
-                    .map(move |t| (t, digest.clone()))
-            })
-            .collect()
-    };
+    let found = targets_of(receiver, &pushes);
     if found.is_empty() {
         outcome(&receiver.config.metrics, src.name(), "unknown_repository");
         return (StatusCode::ACCEPTED, r#"{"requested":0}"#.into());
     }
-    let mut by_stream: std::collections::BTreeMap<(String, String), Vec<String>> =
-        Default::default();
-    {
-        let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
-        // A request younger than this is still being answered; another push coalesces into it.
-        pending.retain(|_, at| received - *at < 2_000);
-        for (t, digest) in found {
-            let id = (t.clone(), digest);
-            if pending.contains_key(&id) {
-                continue;
-            }
-            pending.insert(id, received);
-            let tags = by_stream.entry((t.namespace, t.stream)).or_default();
-            if !tags.contains(&t.tag) {
-                tags.push(t.tag);
-            }
-        }
-    }
+    let by_stream = coalesce(receiver, found, received);
     let mut requested = 0;
     for ((ns, stream), tags) in by_stream {
         let notified = Notified {
@@ -287,11 +221,11 @@ pub async fn receive(
             at_ms: received,
             tags: tags.clone(),
         };
-        match receiver
-            .requester
-            .request(ns.clone(), stream.clone(), tags.clone(), notified)
-            .await
-        {
+        let request =
+            receiver
+                .requester
+                .request(ns.clone(), stream.clone(), tags.clone(), notified);
+        match request.await {
             Ok(()) => requested += tags.len(),
             Err(e) => {
                 tracing::warn!(namespace = %ns, %stream, error = %e, "could not request the import for a push notification");
@@ -304,6 +238,91 @@ pub async fn receive(
         StatusCode::ACCEPTED,
         format!(r#"{{"requested":{requested}}}"#),
     )
+}
+
+/// A known source, its content type, the token or signature, and a payload that parses; or the
+/// answer that says which of these failed (counted by outcome).
+fn accept(
+    receiver: &Receiver,
+    source: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &[u8],
+) -> Result<(Source, Vec<Push>), (StatusCode, String)> {
+    let Some(src) = Source::parse(source) else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!(
+                r#"{{"error":"unknown source {source:?}; use distribution, harbor, quay, dockerhub or ghcr"}}"#
+            ),
+        ));
+    };
+    let metrics = &receiver.config.metrics;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !src.accepts(content_type) {
+        outcome(metrics, src.name(), "unsupported_media_type");
+        let error = format!(
+            r#"{{"error":"content type {content_type:?} is not a {} notification"}}"#,
+            src.name()
+        );
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, error));
+    }
+    if !authenticated(&receiver.config, src, headers, query, body) {
+        outcome(metrics, src.name(), "unauthorized");
+        let error = r#"{"error":"missing or wrong notification token or signature"}"#;
+        return Err((StatusCode::UNAUTHORIZED, error.into()));
+    }
+    match payload::parse(src, body) {
+        Ok(pushes) => Ok((src, pushes)),
+        Err(e) => {
+            outcome(metrics, src.name(), "bad_request");
+            Err((StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e)))
+        }
+    }
+}
+
+/// The spec tags following each pushed reference, with the push's digest (one index lookup).
+fn targets_of(receiver: &Receiver, pushes: &[Push]) -> Vec<(Target, Option<String>)> {
+    let index = receiver.index.lock().unwrap_or_else(|p| p.into_inner());
+    pushes
+        .iter()
+        .flat_map(|p| {
+            let wanted = wanted_keys(&receiver.config, std::slice::from_ref(p));
+            let digest = p.digest.clone();
+            index
+                .targets(&wanted)
+                .into_iter()
+                .map(move |t| (t, digest.clone()))
+        })
+        .collect()
+}
+
+/// The tags to request per stream, leaving out what a request younger than two seconds already
+/// asked for (the same push, repeated or sent by several webhooks).
+fn coalesce(
+    receiver: &Receiver,
+    found: Vec<(Target, Option<String>)>,
+    received: i64,
+) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut by_stream: std::collections::BTreeMap<(String, String), Vec<String>> =
+        Default::default();
+    let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+    pending.retain(|_, at| received - *at < 2_000);
+    for (t, digest) in found {
+        let id = (t.clone(), digest);
+        if pending.contains_key(&id) {
+            continue;
+        }
+        pending.insert(id, received);
+        let tags = by_stream.entry((t.namespace, t.stream)).or_default();
+        if !tags.contains(&t.tag) {
+            tags.push(t.tag);
+        }
+    }
+    by_stream
 }
 
 fn wanted_keys(config: &NotifyConfig, pushes: &[Push]) -> BTreeSet<String> {

@@ -263,33 +263,7 @@ impl Inner {
         ep: &Endpoint,
     ) -> Result<ResolvedImage, HttpError> {
         let image = &req.reference;
-        let wanted = image
-            .digest()
-            .or(image.tag())
-            .unwrap_or("latest")
-            .to_string();
-        let (digest, body) = match self
-            .transport
-            .head_manifest(ep, &wanted, MANIFEST_TYPES)
-            .await?
-        {
-            Some(d) => (d, None),
-            None => {
-                let (b, media_type, d) = self
-                    .transport
-                    .get_manifest(ep, &wanted, MANIFEST_TYPES, MAX_MANIFEST_BYTES)
-                    .await?;
-                (d, Some((b, media_type)))
-            }
-        };
-        if let Some(pinned) = image.digest() {
-            if pinned != digest {
-                return Err(HttpError::Integrity {
-                    expected: pinned.to_string(),
-                    actual: digest,
-                });
-            }
-        }
+        let (digest, body) = self.current_digest(req, ep).await?;
         if let Some(known) = req.known.as_ref().filter(|k| k.manifest == digest) {
             return Ok(ResolvedImage {
                 digest: known.image.clone(),
@@ -302,7 +276,54 @@ impl Inner {
         let list =
             matches!(&*top, Parsed::List { .. }) && req.import_mode != ImportMode::PreserveOriginal;
         let manifest_list = list.then(|| digest.clone());
-        let (digest, details) = match &*top {
+        let (digest, details) = self.image_of(req, ep, digest, &top).await?;
+        Ok(ResolvedImage {
+            docker_image_reference: image.pinned(&digest),
+            digest,
+            details: Some(details),
+            manifest_list,
+        })
+    }
+
+    /// The digest the reference names now: one HEAD, or a GET (kept, to be parsed) when the
+    /// registry's HEAD carries no digest. A digest-pinned reference must get that very digest.
+    async fn current_digest(
+        &self,
+        req: &ImportRequest,
+        ep: &Endpoint,
+    ) -> Result<(String, Option<(Bytes, String)>), HttpError> {
+        let image = &req.reference;
+        let wanted = image.digest().or(image.tag()).unwrap_or("latest");
+        let head = self.transport.head_manifest(ep, wanted, MANIFEST_TYPES);
+        let (digest, body) = match head.await? {
+            Some(d) => (d, None),
+            None => {
+                let get =
+                    self.transport
+                        .get_manifest(ep, wanted, MANIFEST_TYPES, MAX_MANIFEST_BYTES);
+                let (b, media_type, d) = get.await?;
+                (d, Some((b, media_type)))
+            }
+        };
+        match image.digest() {
+            Some(pinned) if pinned != digest => Err(HttpError::Integrity {
+                expected: pinned.to_string(),
+                actual: digest,
+            }),
+            _ => Ok((digest, body)),
+        }
+    }
+
+    /// The image a manifest stands for, by import mode: a list kept whole (PreserveOriginal),
+    /// the list's entry for the platform (Legacy), or the image itself; with its details.
+    async fn image_of(
+        &self,
+        req: &ImportRequest,
+        ep: &Endpoint,
+        digest: String,
+        top: &Parsed,
+    ) -> Result<(String, ImageDetails), HttpError> {
+        match top {
             Parsed::List {
                 media_type,
                 children,
@@ -313,7 +334,7 @@ impl Inner {
                     manifests: children.clone(),
                     ..Default::default()
                 };
-                (digest, details)
+                Ok((digest, details))
             }
             Parsed::List { children, .. } => {
                 let child = choose_platform(
@@ -326,19 +347,13 @@ impl Inner {
                 .ok_or_else(|| HttpError::Malformed("manifest list has no entries".into()))?;
                 let parsed = self.manifest(ep, &child.digest, None).await?;
                 let details = self.details(ep, &child.digest, &parsed).await?;
-                (child.digest.clone(), details)
+                Ok((child.digest.clone(), details))
             }
             Parsed::Image { .. } => {
-                let details = self.details(ep, &digest, &top).await?;
-                (digest, details)
+                let details = self.details(ep, &digest, top).await?;
+                Ok((digest, details))
             }
-        };
-        Ok(ResolvedImage {
-            docker_image_reference: image.pinned(&digest),
-            digest,
-            details: Some(details),
-            manifest_list,
-        })
+        }
     }
 
     /// The parsed manifest for a digest the registry has just vouched for: from the cache, from

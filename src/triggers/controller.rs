@@ -500,33 +500,38 @@ async fn patch(
         }
     }
     for u in &updates {
-        ctx.metrics.fires.inc();
-        if let Some(since) = triggers
-            .get(u.trigger)
-            .and_then(|t| ctx.tag_changed_at(&key.namespace, t))
-        {
-            ctx.metrics.tag_to_patch_latency.observe(since);
-        }
-        if let Some(since) = triggers
-            .get(u.trigger)
-            .and_then(|t| ctx.notified_at(&key.namespace, t))
-        {
-            ctx.metrics.push_to_rollout.observe(since);
-        }
-        let from = triggers
-            .get(u.trigger)
-            .map(|t| t.tag_key(&key.namespace))
-            .unwrap_or_default();
-        info!(workload = %key, container = %u.container, old = %u.old, new = %u.new, "image trigger fired");
-        let note = format!(
-            "container {}: image {} -> {} (from {from})",
-            u.container, u.old, u.new
-        );
-        ctx.publish(key, obj, EventType::Normal, reason::IMAGE_TRIGGERED, note)
-            .await;
+        report_fire(ctx, key, obj, triggers.get(u.trigger), u).await;
     }
     ctx.all_clear(key);
     Ok(Fired::Patched(updates))
+}
+
+/// One image set by a trigger: counted, timed from the tag's change (and from the push that
+/// caused it, if any), logged, and told in an Event on the workload.
+async fn report_fire(
+    ctx: &TriggerContext,
+    key: &WorkloadKey,
+    obj: &DynamicObject,
+    trigger: Option<&Trigger>,
+    u: &ImageUpdate,
+) {
+    ctx.metrics.fires.inc();
+    if let Some(since) = trigger.and_then(|t| ctx.tag_changed_at(&key.namespace, t)) {
+        ctx.metrics.tag_to_patch_latency.observe(since);
+    }
+    if let Some(since) = trigger.and_then(|t| ctx.notified_at(&key.namespace, t)) {
+        ctx.metrics.push_to_rollout.observe(since);
+    }
+    let from = trigger
+        .map(|t| t.tag_key(&key.namespace))
+        .unwrap_or_default();
+    info!(workload = %key, container = %u.container, old = %u.old, new = %u.new, "image trigger fired");
+    let note = format!(
+        "container {}: image {} -> {} (from {from})",
+        u.container, u.old, u.new
+    );
+    ctx.publish(key, obj, EventType::Normal, reason::IMAGE_TRIGGERED, note)
+        .await;
 }
 
 /// Pull specs per `namespace/stream:tag` from a stream, to notice which tags moved.
