@@ -260,16 +260,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
     let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
     let client = kube::Client::try_default().await?;
-    let health = Arc::new(Health::default());
-    // The shared stream cache, and (when triggers run) one workload watch per kind.
-    let workload_watches = imagestream_operator::triggers::kind::Kind::ALL.len();
-    health.expect(
-        1 + if args.disable_triggers {
-            0
-        } else {
-            workload_watches
-        },
-    );
+    let health = health(&args, &client);
     let server = server::serve(
         args.metrics_addr,
         health.clone(),
@@ -285,20 +276,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             health.cache_synced_once("streams");
         });
     }
-    tokio::spawn(imagestream_operator::ops::probe_api_server(
-        client.clone(),
-        health.clone(),
-        Duration::from_secs(5),
-    ));
     let work = {
         let (client, cache) = (client.clone(), cache.clone());
         let settings = import_settings(&args, &metrics, &health);
         let scheduler = scheduler(&args, &metrics);
-        let triggers = (!args.disable_triggers).then(|| TriggerSettings {
-            concurrency: args.concurrency,
-            health: Some(health.clone()),
-            metrics: metrics.triggers.clone(),
-        });
+        let triggers = trigger_settings(&args, &metrics, &health);
         move || controllers(client, cache, resolver, scheduler, settings, triggers)
     };
     let controllers = async {
@@ -315,13 +297,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     // The webhook runs on every replica, leader or not: the Service may route to any of them.
     let admission = async {
-        match admission_endpoint(&args, &client, &metrics, notify).await? {
-            Some(endpoint) => {
-                imagestream_operator::serve::run_shared(client.clone(), cache.clone(), endpoint)
-                    .await
-            }
-            None => std::future::pending().await,
-        }
+        let Some(endpoint) = admission_endpoint(&args, &client, &metrics, notify).await? else {
+            return std::future::pending().await;
+        };
+        imagestream_operator::serve::run_shared(client.clone(), cache.clone(), endpoint).await
     };
     tokio::select! {
         r = controllers => r,
@@ -329,6 +308,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         r = admission => r,
         () = cache_driver => Ok(()),
     }
+}
+
+/// Readiness: the caches this replica waits for (the shared stream cache and, when triggers
+/// run, one workload watch per kind), and the API server probe that reports an outage.
+fn health(args: &RunArgs, client: &kube::Client) -> Arc<Health> {
+    let health = Arc::new(Health::default());
+    let workload_watches = imagestream_operator::triggers::kind::Kind::ALL.len();
+    let triggers = if args.disable_triggers {
+        0
+    } else {
+        workload_watches
+    };
+    health.expect(1 + triggers);
+    tokio::spawn(imagestream_operator::ops::probe_api_server(
+        client.clone(),
+        health.clone(),
+        Duration::from_secs(5),
+    ));
+    health
 }
 
 /// What the leader runs: the import controller and, unless disabled, the trigger controller,
@@ -392,6 +390,19 @@ fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> S
         health: Some(health.clone()),
         ..Default::default()
     }
+}
+
+/// The trigger controller's settings, or None when `--disable-triggers` is set.
+fn trigger_settings(
+    args: &RunArgs,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+) -> Option<TriggerSettings> {
+    (!args.disable_triggers).then(|| TriggerSettings {
+        concurrency: args.concurrency,
+        health: Some(health.clone()),
+        metrics: metrics.triggers.clone(),
+    })
 }
 
 fn scheduler(args: &RunArgs, metrics: &Metrics) -> Scheduler {
