@@ -288,29 +288,20 @@ async fn import_image(
             return Err(CliError::Usage("--confirm is required to create a stream or tag or to change where it imports from".into()))
         }
         (None, Some(from)) => {
-            let mut s = ImageStream::new(&name, ImageStreamSpec::default());
-            s.metadata.namespace = Some(namespace.to_string());
-            if args.all {
-                s.spec.docker_image_repository = Some(from.clone());
-            } else {
-                edit::set_tag(&mut s, &tag_name, docker(from), &opts);
-            }
+            let s = new_stream_to_import(namespace, &name, &tag_name, from, args.all, &opts);
             streams.create(&post_params(), &s).await?
         }
         (Some(_), from) => {
-            update(streams, &name, |s| {
+            let ask = |s: &mut ImageStream| {
                 if let Some(from) = from {
-                    if args.all {
-                        s.spec.docker_image_repository = Some(from.clone());
-                    } else {
-                        edit::set_tag(s, &tag_name, docker(from), &opts);
-                    }
+                    set_import_source(s, &tag_name, from, args.all, &opts);
                 }
                 let target = tag.as_deref().map(|t| edit::import_target(s, t));
-                edit::request_import(s, if args.all { None } else { Some(target.as_deref().unwrap_or("latest")) }, args.all).map_err(CliError::Usage)
-            })
-            .await?
-            .0
+                let one = target.as_deref().unwrap_or("latest");
+                edit::request_import(s, (!args.all).then_some(one), args.all)
+                    .map_err(CliError::Usage)
+            };
+            update(streams, &name, ask).await?.0
         }
     };
     wait_for_import(
@@ -323,6 +314,31 @@ async fn import_image(
         out,
     )
     .await
+}
+
+/// A new stream whose creation is the import request: the tag (or, with `--all`, the whole
+/// repository) points at `from`.
+fn new_stream_to_import(
+    namespace: &str,
+    name: &str,
+    tag: &str,
+    from: &str,
+    all: bool,
+    opts: &TagOptions,
+) -> ImageStream {
+    let mut s = ImageStream::new(name, ImageStreamSpec::default());
+    s.metadata.namespace = Some(namespace.to_string());
+    set_import_source(&mut s, tag, from, all, opts);
+    s
+}
+
+/// `--from`: the repository to import whole (`--all`), or the tag's source.
+fn set_import_source(s: &mut ImageStream, tag: &str, from: &str, all: bool, opts: &TagOptions) {
+    if all {
+        s.spec.docker_image_repository = Some(from.to_string());
+    } else {
+        edit::set_tag(s, tag, docker(from), opts);
+    }
 }
 
 fn docker(from: &str) -> crate::api::TagSource {
