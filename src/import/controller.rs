@@ -628,21 +628,7 @@ async fn import_repository(
         .into_iter()
         .filter(|t| stream.spec_tag(t).is_none())
         .map(|tag| {
-            let reference = format!("{from}:{tag}");
-            let request = ImageRef::parse(&reference)
-                .map(|r| ImportRequest {
-                    reference: r,
-                    insecure,
-                    import_mode: Default::default(),
-                    prefer_arch: None,
-                    prefer_os: None,
-                    keyring: keyring.clone(),
-                    known: None,
-                })
-                .map_err(|e| RegistryError::Invalid {
-                    reference: reference.clone(),
-                    detail: e.cause,
-                });
+            let request = listed_tag_request(&from, &tag, insecure, keyring);
             resolve_tag(ctx, stream, tag, Cause::RepositoryCheck, request)
         });
     outcomes.extend(futures::future::join_all(requests).await);
@@ -654,6 +640,30 @@ async fn import_repository(
 
 /// Tags listed from one repository at most, so a hostile registry cannot exhaust memory.
 const MAX_LISTED_TAGS: usize = 10_000;
+
+/// The import of one tag a repository listing found (no spec tag names it).
+fn listed_tag_request(
+    from: &str,
+    tag: &str,
+    insecure: bool,
+    keyring: &Keyring,
+) -> Result<ImportRequest, RegistryError> {
+    let reference = format!("{from}:{tag}");
+    ImageRef::parse(&reference)
+        .map(|r| ImportRequest {
+            reference: r,
+            insecure,
+            import_mode: Default::default(),
+            prefer_arch: None,
+            prefer_os: None,
+            keyring: keyring.clone(),
+            known: None,
+        })
+        .map_err(|e| RegistryError::Invalid {
+            reference,
+            detail: e.cause,
+        })
+}
 
 fn repository_import_due(stream: &ImageStream) -> Option<String> {
     let from = stream
