@@ -85,6 +85,62 @@ pub fn may_need_work(kind: Kind, obj: &Value) -> bool {
     })
 }
 
+/// What image lookup needs to decide one container: the object's kind, the operation, the old
+/// object on update, the namespace, whether resolve-names asks for every image, and the streams.
+struct Lookups<'a> {
+    kind: Kind,
+    op: Operation,
+    old: Option<&'a Value>,
+    namespace: &'a str,
+    all: bool,
+    annotation_changed: bool,
+    streams: Streams<'a>,
+}
+
+impl Lookups<'_> {
+    /// (init, index, new image) for every container whose image a stream resolves differently;
+    /// on update, only containers whose image (or the resolve-names annotation) changed.
+    fn rewrites(&self, spec: &Value) -> Vec<(bool, usize, String)> {
+        let mut rewritten = Vec::new();
+        for (init, list) in [(false, "containers"), (true, "initContainers")] {
+            let containers = spec
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for (i, c) in containers.enumerate() {
+                let Some(image) = c.get("image").and_then(Value::as_str) else {
+                    continue;
+                };
+                let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                if self.op == Operation::Update
+                    && !self.annotation_changed
+                    && self.unchanged(init, name, image)
+                {
+                    continue;
+                }
+                if let Some(new) = lookup(self.namespace, image, self.all, self.streams) {
+                    if new != image {
+                        rewritten.push((init, i, new));
+                    }
+                }
+            }
+        }
+        rewritten
+    }
+
+    /// Whether the old object had this container with this image.
+    fn unchanged(&self, init: bool, name: &str, image: &str) -> bool {
+        let container = crate::triggers::annotation::ContainerRef {
+            init,
+            select: Select::Name(name.to_string()),
+        };
+        self.old
+            .and_then(|o| find_container(self.kind, o, &container))
+            .is_some_and(|(_, old_image)| old_image == image)
+    }
+}
+
 pub fn mutate(
     kind: Kind,
     op: Operation,
@@ -105,41 +161,16 @@ pub fn mutate(
     let Some(spec) = pod_spec(kind, obj) else {
         return m;
     };
-    let mut rewritten: Vec<(bool, usize, String)> = Vec::new();
-    for (init, list) in [(false, "containers"), (true, "initContainers")] {
-        for (i, c) in spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let Some(image) = c.get("image").and_then(Value::as_str) else {
-                continue;
-            };
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-            let unchanged = old
-                .and_then(|o| {
-                    find_container(
-                        kind,
-                        o,
-                        &crate::triggers::annotation::ContainerRef {
-                            init,
-                            select: Select::Name(name.to_string()),
-                        },
-                    )
-                })
-                .is_some_and(|(_, old_image)| old_image == image);
-            if op == Operation::Update && unchanged && !annotation_changed {
-                continue;
-            }
-            if let Some(new) = lookup(namespace, image, all, streams) {
-                if new != image {
-                    rewritten.push((init, i, new));
-                }
-            }
-        }
-    }
+    let lookups = Lookups {
+        kind,
+        op,
+        old,
+        namespace,
+        all,
+        annotation_changed,
+        streams,
+    };
+    let mut rewritten = lookups.rewrites(spec);
     if op == Operation::Create && matches!(kind, Kind::Job | Kind::Pod) {
         triggers_at_creation(
             kind,
