@@ -121,23 +121,7 @@ pub fn review(
             }
             if !m.patch.is_empty() {
                 metrics.rewrites.inc_by(m.patch.len() as u64);
-                match serde_json::from_value::<json_patch::Patch>(serde_json::Value::Array(m.patch))
-                {
-                    Ok(patch) => match response.clone().with_patch(patch) {
-                        Ok(r) => {
-                            response = r;
-                            outcome = "patched";
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "could not encode the admission patch");
-                            outcome = "error";
-                        }
-                    },
-                    Err(e) => {
-                        warn!(error = %e, "invalid admission patch");
-                        outcome = "error";
-                    }
-                }
+                (response, outcome) = with_patch(response, m.patch);
             }
         }
     }
@@ -150,6 +134,28 @@ pub fn review(
         .inc();
     metrics.latency.observe(started.elapsed().as_secs_f64());
     response.into_review()
+}
+
+/// The response carrying the JSON patch, and the outcome to count ("patched", or "error" with
+/// the response unchanged when the patch cannot be encoded: the object is admitted as sent).
+fn with_patch(
+    response: AdmissionResponse,
+    ops: Vec<serde_json::Value>,
+) -> (AdmissionResponse, &'static str) {
+    let patch = match serde_json::from_value::<json_patch::Patch>(serde_json::Value::Array(ops)) {
+        Ok(patch) => patch,
+        Err(e) => {
+            warn!(error = %e, "invalid admission patch");
+            return (response, "error");
+        }
+    };
+    match response.clone().with_patch(patch) {
+        Ok(r) => (r, "patched"),
+        Err(e) => {
+            warn!(error = %e, "could not encode the admission patch");
+            (response, "error")
+        }
+    }
 }
 
 /// The review as the API server expects it on the wire: `patch` as base64 (Go's encoding of
