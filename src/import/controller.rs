@@ -479,10 +479,15 @@ fn hints_for(
     now: Instant,
 ) -> (Hints, Option<Duration>) {
     let uid = stream.uid().unwrap_or_default();
+    ctx.scheduler.observe_backlog(now);
     let mut throttled = None;
-    let mut scheduled_due = has_scheduled_tags(stream)
-        && !stretched(ctx, stream)
-        && ctx.scheduler.until_due(key, &uid, now).is_zero();
+    let due = has_scheduled_tags(stream) && ctx.scheduler.until_due(key, &uid, now).is_zero();
+    let notified = due && stretched(ctx, stream);
+    if notified {
+        // Push notifications stand in for this check: it is not overdue.
+        ctx.scheduler.mark_checked(key, now);
+    }
+    let mut scheduled_due = due && !notified;
     if scheduled_due && ctx.others_urgent(key) {
         // First imports elsewhere go first; this check moves one interval on.
         ctx.scheduler.mark_checked(key, now);
