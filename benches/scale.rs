@@ -420,13 +420,16 @@ async fn setup_namespaces(client: &Client) {
         let name = ns(i);
         // A previous run's namespaces may still be emptying: the garbage collection would load
         // the API server this run measures, and creating objects in them would fail.
-        while let Ok(Some(old)) = api.get_opt(&name).await {
-            if old.metadata.deletion_timestamp.is_none() {
-                break;
+        let exists = loop {
+            match api.get_opt(&name).await {
+                Ok(Some(old)) if old.metadata.deletion_timestamp.is_some() => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
+                Ok(Some(_)) => break true,
+                _ => break false,
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        if api.get_opt(&name).await.ok().flatten().is_none() {
+        };
+        if !exists {
             let _ = api
                 .create(
                     &PostParams::default(),

@@ -8,6 +8,7 @@
 //! Every rendered object is also deserialised into its k8s-openapi type and serialised back; any
 //! field lost on the way is an unknown field, and the test fails (this part needs no cluster).
 
+mod common;
 #[path = "common/helm.rs"]
 mod helm;
 

@@ -18,6 +18,3 @@ pub const RESOLVE_NAMES: &str = "alpha.image.policy.openshift.io/resolve-names";
 pub const IMPORT_SUCCESS: &str = "ImportSuccess";
 
 pub const DEFAULT_TAG: &str = "latest";
-
-/// Field manager for everything the import controller writes.
-pub const FIELD_MANAGER: &str = super::field_manager::IMPORT;

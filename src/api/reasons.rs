@@ -19,7 +19,8 @@ pub mod reason {
     pub const UNREACHABLE: &str = "Unreachable";
     pub const INTERNAL_ERROR: &str = "InternalError";
 
-    /// The status was written without some image metadata or history to stay within its budget.
+    /// The status was written without some image metadata or history to stay within its budget
+    /// (also the stream condition's type).
     pub const STATUS_TRIMMED: &str = "StatusTrimmed";
     /// The status cannot be stored even trimmed.
     pub const STATUS_TOO_LARGE: &str = "StatusTooLarge";

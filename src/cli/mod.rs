@@ -16,14 +16,13 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::api::update::UpdateError;
-use crate::api::{ImageStream, ImageStreamSpec, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES, TRIGGERS};
+use crate::api::{
+    field_manager, ImageStream, ImageStreamSpec, DOCKER_REPOSITORY_CHECK, RESOLVE_NAMES, TRIGGERS,
+};
 use crate::triggers::workload::Kind;
 pub use args::{Cli, Command, DescribeKind, GetKind, Global, ImportArgs, SetCommand, TagArgs};
 use edit::{Source, TagOptions};
 use format::structured;
-
-/// Field manager for the plugin's writes.
-pub const CLI_FIELD_MANAGER: &str = crate::api::field_manager::CLI;
 
 /// A user-facing failure: printed as `error: …`, exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -118,14 +117,14 @@ pub async fn execute(
 
 fn patch_params() -> PatchParams {
     PatchParams {
-        field_manager: Some(CLI_FIELD_MANAGER.into()),
+        field_manager: Some(field_manager::CLI.into()),
         ..Default::default()
     }
 }
 
 fn post_params() -> PostParams {
     PostParams {
-        field_manager: Some(CLI_FIELD_MANAGER.into()),
+        field_manager: Some(field_manager::CLI.into()),
         ..Default::default()
     }
 }

@@ -12,12 +12,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{ImageStreamStatus, TagEventCondition};
-
-/// The stream condition (and Warning reason) of a status shrunk to fit.
-pub const STATUS_TRIMMED: &str = crate::api::reason::STATUS_TRIMMED;
-/// The Warning reason of a status that cannot fit at all.
-pub const STATUS_TOO_LARGE: &str = crate::api::reason::STATUS_TOO_LARGE;
+use crate::api::{reason, ImageStreamStatus, TagEventCondition};
 
 /// Bytes of JSON one status may take: two thirds of the smallest limit on the way to etcd, so
 /// spec, metadata and managedFields keep their room.
@@ -118,20 +113,22 @@ pub fn fit_with_condition(
     budget: usize,
     now: Time,
 ) -> Fit {
-    status.conditions.retain(|c| c.type_ != STATUS_TRIMMED);
+    status
+        .conditions
+        .retain(|c| c.type_ != reason::STATUS_TRIMMED);
     let fit = fit(status, budget);
     if let Fit::Trimmed(t) = &fit {
         let since = old
             .conditions
             .iter()
-            .find(|c| c.type_ == STATUS_TRIMMED)
+            .find(|c| c.type_ == reason::STATUS_TRIMMED)
             .and_then(|c| c.last_transition_time.clone())
             .unwrap_or(now);
         status.conditions.push(TagEventCondition {
-            type_: STATUS_TRIMMED.into(),
+            type_: reason::STATUS_TRIMMED.into(),
             status: "True".into(),
             last_transition_time: Some(since),
-            reason: Some(STATUS_TRIMMED.into()),
+            reason: Some(reason::STATUS_TRIMMED.into()),
             message: Some(t.describe(budget)),
             generation: 0,
         });
@@ -234,7 +231,7 @@ mod tests {
         let c = &first.conditions[0];
         assert_eq!(
             (c.type_.as_str(), c.status.as_str()),
-            (STATUS_TRIMMED, "True")
+            (reason::STATUS_TRIMMED, "True")
         );
         assert!(c
             .message

@@ -17,13 +17,13 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::budget::{fit_with_condition, Fit, STATUS_BUDGET, STATUS_TOO_LARGE, STATUS_TRIMMED};
+use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{
-    reason, ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK, FIELD_MANAGER,
+    field_manager, reason, ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK,
     PREFER_ARCH, PREFER_OS,
 };
 use crate::ops::events::EventRecorder;
@@ -114,7 +114,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let reporter = Reporter {
-            controller: FIELD_MANAGER.into(),
+            controller: field_manager::IMPORT.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
@@ -388,7 +388,14 @@ async fn not_written(
             status.tags.len()
         );
         warn!(stream = %key, %note, "status too large");
-        publish(ctx, stream, EventType::Warning, STATUS_TOO_LARGE, note).await;
+        publish(
+            ctx,
+            stream,
+            EventType::Warning,
+            reason::STATUS_TOO_LARGE,
+            note,
+        )
+        .await;
     }
     record_retries(ctx, stream, &key, outcomes, now);
     Action::requeue(next_wakeup(ctx, stream, &key, throttled, now))
@@ -400,9 +407,19 @@ async fn report_trim(ctx: &Context, stream: &ImageStream, old: &ImageStreamStatu
         return;
     };
     let message = t.describe(STATUS_BUDGET);
-    let before = old.conditions.iter().find(|c| c.type_ == STATUS_TRIMMED);
+    let before = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == reason::STATUS_TRIMMED);
     if before.and_then(|c| c.message.as_deref()) != Some(message.as_str()) {
-        publish(ctx, stream, EventType::Warning, STATUS_TRIMMED, message).await;
+        publish(
+            ctx,
+            stream,
+            EventType::Warning,
+            reason::STATUS_TRIMMED,
+            message,
+        )
+        .await;
     }
 }
 
@@ -759,7 +776,7 @@ async fn write_status(
     let written = api
         .patch_status(
             name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(field_manager::IMPORT).force(),
             &Patch::Apply(&patch),
         )
         .await?;

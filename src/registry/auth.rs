@@ -49,11 +49,17 @@ impl Tokens {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The cached token for `key` if it is still valid at `now`; expired ones are dropped.
+    /// The cached token for `key` if it is still valid at `now`. Expired tokens are swept on a
+    /// miss only, so the common case (every request to a registry) is one lookup.
     fn valid(&self, key: &TokenKey, now: Instant) -> Option<String> {
         let mut tokens = self.lock();
-        tokens.retain(|_, (_, expires)| *expires > now);
-        tokens.get(key).map(|(token, _)| token.clone())
+        match tokens.get(key) {
+            Some((token, expires)) if *expires > now => Some(token.clone()),
+            _ => {
+                tokens.retain(|_, (_, expires)| *expires > now);
+                None
+            }
+        }
     }
 
     fn insert(&self, key: TokenKey, token: String, expires: Instant) {

@@ -162,11 +162,12 @@ impl Scheduler {
     /// its registries, or the cluster-wide per-minute budget, cannot keep up.
     pub fn interval_for(&self, key: &str) -> Duration {
         let load = self.load.lock().unwrap_or_else(|p| p.into_inner());
-        self.interval_locked(&load, key)
+        self.interval_locked(&load, key, self.stretched_interval())
     }
 
-    fn interval_locked(&self, load: &Load, key: &str) -> Duration {
-        let mut interval = self.stretched_interval();
+    /// `interval_for` with the load locked and the backlog-stretched interval given.
+    fn interval_locked(&self, load: &Load, key: &str, stretched: Duration) -> Duration {
+        let mut interval = stretched;
         if self.per_minute > 0 {
             let streams = load.streams.len() as f64;
             interval = interval.max(Duration::from_secs_f64(
@@ -206,6 +207,7 @@ impl Scheduler {
             }
             backlog.evaluated = Some(now);
         }
+        let stretched = self.stretched_interval();
         let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
         let (overdue, scheduled) = {
             let last_checked = self.last_checked.lock().unwrap_or_else(|p| p.into_inner());
@@ -214,7 +216,9 @@ impl Scheduler {
                 .keys()
                 .filter_map(|k| Some((k, *last_checked.get(k)?)))
                 .filter(|(k, last)| {
-                    let limit = self.interval_locked(&load, k).mul_f64(OVERDUE_AFTER);
+                    let limit = self
+                        .interval_locked(&load, k, stretched)
+                        .mul_f64(OVERDUE_AFTER);
                     now.saturating_duration_since(*last) > limit
                 })
                 .count();

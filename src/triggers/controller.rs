@@ -31,11 +31,9 @@ use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
 use crate::api::cache::{StreamCache, StreamEvent};
-use crate::api::{reason, ImageStream, TRIGGERS};
+use crate::api::{field_manager, reason, ImageStream, TRIGGERS};
 use crate::ops::events::EventRecorder;
 
-/// Field manager recorded for the image fields triggers write (for GitOps ignore rules).
-pub const TRIGGER_FIELD_MANAGER: &str = crate::api::field_manager::TRIGGERS;
 /// How long a SubjectAccessReview answer is trusted: no longer than the API server's own webhook
 /// authorizer caches answers (5 min allowed, 30 s denied). Denied workloads are evaluated again
 /// when their denial expires, so a RoleBinding granted after a `TriggerForbidden` takes effect
@@ -132,7 +130,7 @@ pub struct TriggerContext {
 impl TriggerContext {
     pub fn new(client: Client, streams: Store<ImageStream>) -> Self {
         let reporter = Reporter {
-            controller: TRIGGER_FIELD_MANAGER.into(),
+            controller: field_manager::TRIGGERS.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
@@ -473,7 +471,7 @@ async fn patch(
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &key.kind.api_resource());
     let params = PatchParams {
-        field_manager: Some(TRIGGER_FIELD_MANAGER.into()),
+        field_manager: Some(field_manager::TRIGGERS.into()),
         ..Default::default()
     };
     let body = patch_body(key.kind, obj, &updates);

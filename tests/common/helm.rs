@@ -27,11 +27,8 @@ pub fn tool(name: &str) -> Option<String> {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
                 Err(e) => e.to_string(),
             };
-            // The same rule as common::in_ci (this file is also included without common).
-            let in_ci =
-                std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
             assert!(
-                !in_ci,
+                !crate::common::in_ci(),
                 "{name} is required in CI (.ci/tools.sh installs it): {why}"
             );
             let _ = writeln!(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use imagestream_operator::triggers::controller::TRIGGER_FIELD_MANAGER;
+use imagestream_operator::api::field_manager;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::Api;
 use kube::Client;
@@ -58,7 +58,7 @@ async fn rolled_to(client: &Client, ns: &str, want: &str) {
                     .filter_map(|m| m.manager.clone())
                     .collect();
                 assert!(
-                    !managers.iter().any(|m| m == TRIGGER_FIELD_MANAGER),
+                    !managers.iter().any(|m| m == field_manager::TRIGGERS),
                     "ReplicaSet {:?} was written by the trigger controller: {managers:?}",
                     rs.metadata.name
                 );
