@@ -9,6 +9,7 @@ use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
 use imagestream_operator::ops::{server, Health};
 use imagestream_operator::registry::budget::Budget;
+use imagestream_operator::registry::plugins::{KubeServiceAccounts, Providers, ServiceAccounts};
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;
@@ -69,6 +70,24 @@ struct RunArgs {
     /// comma-separate). Default 20/s, burst 40, 16 at once; Docker Hub 2/s, burst 10, 4 at once.
     #[arg(long, env = "REGISTRY_BUDGETS", value_delimiter = ',')]
     registry_budget: Vec<String>,
+    /// The kubelet's CredentialProviderConfig (a file, or a directory of them): images matching
+    /// a provider import with the credentials its plugin gives, no pull secret needed.
+    #[arg(
+        long,
+        env = "IMAGE_CREDENTIAL_PROVIDER_CONFIG",
+        requires = "image_credential_provider_bin_dir"
+    )]
+    image_credential_provider_config: Option<std::path::PathBuf>,
+    /// The directory holding the providers' executables (the kubelet's flag of the same name).
+    #[arg(
+        long,
+        env = "IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
+        requires = "image_credential_provider_config"
+    )]
+    image_credential_provider_bin_dir: Option<std::path::PathBuf>,
+    /// How long one credential provider run may take before it is stopped (the kubelet's: 1m).
+    #[arg(long, env = "IMAGE_CREDENTIAL_PROVIDER_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    image_credential_provider_timeout: Duration,
     /// Tags imported from a whole repository (spec.dockerImageRepository); 0 = unlimited.
     #[arg(
         long,
@@ -255,11 +274,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Flags are checked before anything starts, whether or not the endpoint serves them.
     let mut notify = notify_config(&args)?;
     notify.metrics = metrics.notify.clone();
+    let client = kube::Client::try_default().await?;
     let resolver =
-        RegistryResolver::with_metrics(resolver_config(&args)?, metrics.registry.clone())
+        RegistryResolver::with_metrics(resolver_config(&args, &client)?, metrics.registry.clone())
             .map_err(anyhow::Error::msg)?;
     let resolver: Arc<dyn imagestream_operator::registry::ImageResolver> = Arc::new(resolver);
-    let client = kube::Client::try_default().await?;
     let health = health(&args, &client);
     let server = server::serve(
         args.metrics_addr,
@@ -352,7 +371,7 @@ async fn controllers(
 }
 
 /// The registry side: platform defaults, allow/block/insecure lists, budgets, extra CAs.
-fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
+fn resolver_config(args: &RunArgs, client: &kube::Client) -> anyhow::Result<ResolverConfig> {
     let (default_os, default_arch) = args
         .default_platform
         .split_once('/')
@@ -375,7 +394,32 @@ fn resolver_config(args: &RunArgs) -> anyhow::Result<ResolverConfig> {
         config.transport.extra_roots = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| anyhow::anyhow!("--registry-ca-bundle {}: {e}", path.display()))?;
     }
+    config.providers = credential_providers(args, client)?;
     Ok(config)
+}
+
+/// The kubelet's credential providers, checked at start as the kubelet checks them: a bad
+/// config or a missing executable stops the operator with the file and field named.
+fn credential_providers(
+    args: &RunArgs,
+    client: &kube::Client,
+) -> anyhow::Result<Option<Arc<Providers>>> {
+    let (Some(config), Some(bin_dir)) = (
+        &args.image_credential_provider_config,
+        &args.image_credential_provider_bin_dir,
+    ) else {
+        return Ok(None);
+    };
+    let accounts: Arc<dyn ServiceAccounts> = Arc::new(KubeServiceAccounts::new(client.clone()));
+    let providers = Providers::load(
+        config,
+        bin_dir,
+        args.image_credential_provider_timeout,
+        Some(accounts),
+    )
+    .map_err(|e| anyhow::anyhow!("--image-credential-provider-config: {e}"))?;
+    tracing::info!(providers = ?providers.names(), token_mode = providers.uses_service_account_tokens(), "credential providers loaded");
+    Ok(Some(Arc::new(providers)))
 }
 
 fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> Settings {

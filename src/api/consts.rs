@@ -9,6 +9,11 @@ pub const EXCLUDE_SECRET: &str = "openshift.io/image.excludeSecret";
 /// Spec-tag annotations choosing the platform when a Legacy import meets a manifest list.
 pub const PREFER_ARCH: &str = "importer.image.openshift.io/prefer-arch";
 pub const PREFER_OS: &str = "importer.image.openshift.io/prefer-os";
+/// Stream annotation naming the ServiceAccount (of the stream's namespace) whose token a
+/// credential provider in service-account-token mode is given; `default` when absent.
+pub const CREDENTIAL_SERVICE_ACCOUNT: &str =
+    "imagestream-operator.io/credential-provider-service-account";
+pub const DEFAULT_CREDENTIAL_SERVICE_ACCOUNT: &str = "default";
 /// Workload annotation holding the JSON list of image triggers.
 pub const TRIGGERS: &str = "image.openshift.io/triggers";
 /// Workload annotation asking for short names to be resolved against image streams.

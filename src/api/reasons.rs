@@ -18,6 +18,8 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "RateLimited";
     pub const UNREACHABLE: &str = "Unreachable";
     pub const INTERNAL_ERROR: &str = "InternalError";
+    /// A kubelet credential provider plugin matching the image failed (not OpenShift's).
+    pub const CREDENTIAL_PROVIDER_FAILED: &str = "CredentialProviderFailed";
 
     /// The status was written without some image metadata or history to stay within its budget
     /// (also the stream condition's type).

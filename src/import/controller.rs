@@ -23,11 +23,12 @@ use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{
-    field_manager, reason, ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK,
+    field_manager, reason, ImageStream, ImageStreamStatus, TagReference,
+    CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT, DOCKER_REPOSITORY_CHECK,
     PREFER_ARCH, PREFER_OS,
 };
 use crate::ops::events::EventRecorder;
-use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
+use crate::registry::credentials::{Identity, DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::tags::select;
 use crate::registry::{
     ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, RegistryError,
@@ -255,6 +256,21 @@ impl Context {
     }
 }
 
+/// The ServiceAccount a token-mode credential provider is given a token of: the stream names
+/// one of its own namespace, or gets `default`.
+fn identity_of(stream: &ImageStream, namespace: &str) -> Identity {
+    let named = stream
+        .annotations()
+        .get(CREDENTIAL_SERVICE_ACCOUNT)
+        .filter(|n| !n.is_empty());
+    Identity {
+        namespace: namespace.to_string(),
+        service_account: named
+            .map_or(DEFAULT_CREDENTIAL_SERVICE_ACCOUNT, |n| n.as_str())
+            .to_string(),
+    }
+}
+
 /// Reconcile one stream, top to bottom: plan, import, resolve, write what changed, report.
 pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = stream.namespace().ok_or(Error::MissingField("namespace"))?;
@@ -262,7 +278,9 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let key = format!("{namespace}/{name}");
     let now = Instant::now();
     let stream = settled(&ctx, stream);
-    let keyring = ctx.keyring(&namespace);
+    let keyring = ctx
+        .keyring(&namespace)
+        .with_identity(identity_of(&stream, &namespace));
 
     let (hints, throttled) = hints_for(&ctx, &stream, &key, &keyring, now);
     let plan = imports_needed(&stream, &hints);

@@ -2,7 +2,7 @@
 //! identical (so a key without `:80` never matches an image with `:80`), `*.` globs match one
 //! label each, and the longest path prefix wins. Only secrets of the stream's own namespace are
 //! ever passed in. Deliberately no credential helpers: a tenant's secret must never make the
-//! operator run a program.
+//! operator run a program (only the administrator's credential providers run, `plugins.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,10 +52,19 @@ struct Entry {
     credential: Credential,
 }
 
-/// The credentials of one namespace, cheap to clone.
+/// The credentials of one namespace, cheap to clone: its pull secrets, and who it is to a
+/// credential provider in service-account-token mode.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keyring {
     entries: Arc<Vec<Entry>>,
+    identity: Option<Arc<Identity>>,
+}
+
+/// The ServiceAccount a stream's imports speak as to a token-mode credential provider.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub namespace: String,
+    pub service_account: String,
 }
 
 #[derive(Deserialize)]
@@ -103,9 +112,19 @@ impl Keyring {
         (
             Self {
                 entries: Arc::new(entries),
+                identity: None,
             },
             skipped,
         )
+    }
+
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -31,6 +31,12 @@ pub enum RegistryError {
     Unreachable { reference: String, detail: String },
     #[error("Internal error occurred: {reference}: {detail}")]
     Internal { reference: String, detail: String },
+    #[error("{reference}: the credential provider {provider:?} failed: {detail}; check the provider's configuration and the cloud identity it uses (the import is retried automatically)")]
+    CredentialProvider {
+        reference: String,
+        provider: String,
+        detail: String,
+    },
 }
 
 /// Whether a failure recorded with this condition reason is one a new or changed pull secret
@@ -51,6 +57,7 @@ impl RegistryError {
             Self::RateLimited { .. } => reason::RATE_LIMITED,
             Self::Unreachable { .. } => reason::UNREACHABLE,
             Self::Internal { .. } => reason::INTERNAL_ERROR,
+            Self::CredentialProvider { .. } => reason::CREDENTIAL_PROVIDER_FAILED,
         }
     }
 
@@ -59,7 +66,10 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Unreachable { .. } | Self::Internal { .. }
+            Self::RateLimited { .. }
+                | Self::Unreachable { .. }
+                | Self::Internal { .. }
+                | Self::CredentialProvider { .. }
         )
     }
 

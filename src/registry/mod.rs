@@ -1,5 +1,5 @@
 //! Everything the operator knows about images comes from here: reference parsing, pull-secret
-//! credentials, the registry policy, the HTTP transport with its budgets, and the resolver that
+//! credentials and the kubelet's credential provider plugins, the registry policy, the HTTP transport with its budgets, and the resolver that
 //! turns a pull spec into a digest and image metadata.
 
 mod auth;
@@ -9,7 +9,9 @@ mod error;
 pub mod http;
 pub mod metrics;
 pub mod oci;
+pub mod plugins;
 pub mod policy;
+pub mod providers;
 pub mod reference;
 pub mod resolver;
 pub mod tags;

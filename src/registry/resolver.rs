@@ -11,11 +11,13 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 
+use super::credentials::{Credential, Keyring};
 use super::error::{classify, vanished};
 use super::metrics::RegistryMetrics;
 use super::oci::{
     apply_config, parse_manifest, Parsed, MANIFEST_TYPES, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
 };
+use super::plugins::Providers;
 use super::policy::RegistryPolicy;
 use super::transport::{Endpoint, HttpError, Transport, TransportConfig};
 use super::{
@@ -35,6 +37,8 @@ pub struct ResolverConfig {
     /// optimisation (an unchanged tag is recognised from its status with one HEAD); it spares
     /// a GET when several tags point at the same image.
     pub cache_bytes: usize,
+    /// The kubelet credential provider plugins (`--image-credential-provider-config`).
+    pub providers: Option<Arc<Providers>>,
 }
 
 impl Default for ResolverConfig {
@@ -44,6 +48,7 @@ impl Default for ResolverConfig {
             default_os: "linux".into(),
             default_arch: "amd64".into(),
             cache_bytes: 1024 * 1024,
+            providers: None,
         }
     }
 }
@@ -132,11 +137,7 @@ impl RegistryResolver {
             mode: req.import_mode,
             prefer_os: req.prefer_os.clone(),
             prefer_arch: req.prefer_arch.clone(),
-            credential: req
-                .keyring
-                .lookup(&req.reference)
-                .map(super::credentials::Credential::fingerprint)
-                .unwrap_or_default(),
+            credential: self.inner.credential_key(&req.reference, &req.keyring),
             known: req.known.clone(),
         };
         let flight = {
@@ -161,20 +162,79 @@ impl RegistryResolver {
 
 impl Inner {
     async fn resolve(&self, req: ImportRequest) -> Result<ResolvedImage, RegistryError> {
-        let credential = req.keyring.lookup(&req.reference).cloned();
-        match self.resolve_as(&req, credential.clone()).await {
-            // A wrong secret must not hide a public image (OpenShift retries anonymously too).
-            Err(RegistryError::Unauthorized { .. }) if credential.is_some() => {
-                match self.resolve_as(&req, None).await {
-                    Ok(found) => Ok(found),
-                    Err(_) => Err(RegistryError::Unauthorized {
-                        reference: req.reference.to_string(),
-                        had_credentials: true,
-                    }),
+        self.with_credentials(&req.reference, &req.keyring, |credential| {
+            self.resolve_as(&req, credential)
+        })
+        .await
+    }
+
+    /// What makes two identical requests answer differently: the pull secret that matches,
+    /// and the namespace when a token-mode provider speaks for it.
+    fn credential_key(&self, image: &ImageRef, keyring: &Keyring) -> String {
+        let mut key = keyring
+            .lookup(image)
+            .map(Credential::fingerprint)
+            .unwrap_or_default();
+        let per_namespace = self
+            .config
+            .providers
+            .as_ref()
+            .is_some_and(|p| p.per_namespace(&provider_image(image)));
+        if let Some(identity) = keyring.identity().filter(|_| per_namespace) {
+            key.push_str(&format!(
+                "\0{}/{}",
+                identity.namespace, identity.service_account
+            ));
+        }
+        key
+    }
+
+    /// Credentials in the kubelet's order — the namespace's pull secret, then each matching
+    /// credential provider's — each tried until one is not refused; then anonymously, as
+    /// OpenShift does, so a wrong credential never hides a public image.
+    async fn with_credentials<T, F, Fut>(
+        &self,
+        image: &ImageRef,
+        keyring: &Keyring,
+        op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: Fn(Option<Credential>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let mut candidates: Vec<Credential> = keyring.lookup(image).cloned().into_iter().collect();
+        let mut failure = None;
+        if let Some(providers) = &self.config.providers {
+            let provided = providers
+                .credentials(&provider_image(image), keyring.identity())
+                .await;
+            for c in provided.credentials {
+                if !candidates.contains(&c) {
+                    candidates.push(c);
                 }
             }
-            other => other,
+            failure = provided.failure;
         }
+        let had_credentials = !candidates.is_empty();
+        for credential in candidates {
+            match op(Some(credential)).await {
+                Err(RegistryError::Unauthorized { .. }) => continue,
+                other => return other,
+            }
+        }
+        let anonymous = op(None).await;
+        anonymous.map_err(|e| match failure {
+            Some(f) if e.credentials_may_help() => RegistryError::CredentialProvider {
+                reference: image.to_string(),
+                provider: f.provider,
+                detail: f.detail,
+            },
+            _ if had_credentials => RegistryError::Unauthorized {
+                reference: image.to_string(),
+                had_credentials: true,
+            },
+            _ => e,
+        })
     }
 
     fn insecure(&self, image: &ImageRef, requested: bool) -> bool {
@@ -185,7 +245,7 @@ impl Inner {
         &self,
         image: &ImageRef,
         insecure: bool,
-        credential: Option<super::credentials::Credential>,
+        credential: Option<Credential>,
     ) -> Endpoint {
         Endpoint {
             registry: image.normalized().resolve_registry().to_string(),
@@ -201,7 +261,7 @@ impl Inner {
         &self,
         image: &ImageRef,
         requested_insecure: bool,
-        credential: Option<super::credentials::Credential>,
+        credential: Option<Credential>,
         op: F,
     ) -> Result<T, RegistryError>
     where
@@ -249,7 +309,7 @@ impl Inner {
     async fn resolve_as(
         &self,
         req: &ImportRequest,
-        credential: Option<super::credentials::Credential>,
+        credential: Option<Credential>,
     ) -> Result<ResolvedImage, RegistryError> {
         self.on_transports(&req.reference, req.insecure, credential, |ep| async move {
             self.resolve_on(req, &ep).await
@@ -424,10 +484,11 @@ impl Inner {
     }
 
     async fn list_tags(&self, req: ListRequest) -> Result<Vec<String>, RegistryError> {
-        let credential = req.keyring.lookup(&req.repository).cloned();
         let max = req.max_tags;
-        self.on_transports(&req.repository, req.insecure, credential, |ep| async move {
-            self.transport.list_tags(&ep, TAG_PAGE_SIZE, max).await
+        self.with_credentials(&req.repository, &req.keyring, |credential| {
+            self.on_transports(&req.repository, req.insecure, credential, |ep| async move {
+                self.transport.list_tags(&ep, TAG_PAGE_SIZE, max).await
+            })
         })
         .await
     }
@@ -443,6 +504,12 @@ impl Inner {
     fn lock_details(&self) -> std::sync::MutexGuard<'_, ByteLru<ImageDetails>> {
         self.details.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The image as credential providers see it (the kubelet's): `registry[:port]/repository`,
+/// Docker Hub's spelled `docker.io/library/…`, no tag or digest.
+fn provider_image(image: &ImageRef) -> String {
+    format!("{}/{}", image.registry(), image.repository())
 }
 
 /// An LRU map by digest whose budget is bytes, not entries: one huge image cannot push out
