@@ -14,7 +14,9 @@ mod helm;
 
 use std::collections::BTreeSet;
 
-use imagestream_operator::ops::rbac::{NAMESPACED_PERMISSIONS, PERMISSIONS};
+use imagestream_operator::ops::rbac::{
+    NAMESPACED_PERMISSIONS, PERMISSIONS, TOKEN_MODE_PERMISSIONS,
+};
 use serde_json::{json, Value};
 
 use helm::CHART;
@@ -135,6 +137,7 @@ fn validate(obj: &Value) {
         "Deployment" => round_trip::<apps::v1::Deployment>(obj),
         "ServiceAccount" => round_trip::<core::v1::ServiceAccount>(obj),
         "Service" => round_trip::<core::v1::Service>(obj),
+        "ConfigMap" => round_trip::<core::v1::ConfigMap>(obj),
         "Namespace" => round_trip::<core::v1::Namespace>(obj),
         "ClusterRole" => round_trip::<rbac::v1::ClusterRole>(obj),
         "ClusterRoleBinding" => round_trip::<rbac::v1::ClusterRoleBinding>(obj),
@@ -178,7 +181,11 @@ fn assert_restricted(deployment: &Value) {
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    for c in pod["containers"].as_array().unwrap() {
+    let init = pod["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for c in pod["containers"].as_array().unwrap().iter().chain(&init) {
         let sc = &c["securityContext"];
         assert_eq!(sc["allowPrivilegeEscalation"], false);
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
@@ -326,6 +333,28 @@ fn every_option() -> Value {
         "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}]},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
+        "credentialProviders": {
+            "enabled": true,
+            "config": token_mode_config(),
+            "pluginImage": {"repository": "registry.corp.io/credential-providers", "tag": "1.31"},
+            "pluginDir": "/plugins",
+            "timeout": "30s",
+        },
+    })
+}
+
+/// A kubelet CredentialProviderConfig with one provider in service-account-token mode.
+fn token_mode_config() -> Value {
+    json!({
+        "apiVersion": "kubelet.config.k8s.io/v1",
+        "kind": "CredentialProviderConfig",
+        "providers": [{
+            "name": "acr-credential-provider",
+            "matchImages": ["*.azurecr.io"],
+            "defaultCacheDuration": "10m",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "tokenAttributes": {"serviceAccountTokenAudience": "api://AzureADTokenExchange", "requireServiceAccount": true, "cacheType": "ServiceAccount"},
+        }],
     })
 }
 
@@ -395,6 +424,54 @@ fn check_every_option(objects: &[Value]) {
         d["spec"]["template"]["spec"]["tolerations"][0]["key"],
         "infra"
     );
+    check_credential_providers(objects, d, &env);
+}
+
+/// The config reaches the operator as the kubelet's file, parsed by the operator's own parser;
+/// the plugins are copied from the user's image; token mode grants what it needs.
+fn check_credential_providers(objects: &[Value], d: &Value, env: &[(String, String)]) {
+    let map = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ConfigMap"
+                && text_of(&o["metadata"]["name"]).ends_with("-credential-providers")
+        })
+        .expect("the config's ConfigMap");
+    let file = text_of(&map["data"]["config.yaml"]);
+    let parsed = imagestream_operator::registry::providers::parse(&file).unwrap();
+    assert_eq!(parsed[0].name, "acr-credential-provider");
+    for want in [
+        (
+            "IMAGE_CREDENTIAL_PROVIDER_CONFIG",
+            "/etc/imagestream-operator/credential-providers/config.yaml",
+        ),
+        (
+            "IMAGE_CREDENTIAL_PROVIDER_BIN_DIR",
+            "/var/lib/imagestream-operator/credential-providers",
+        ),
+        ("IMAGE_CREDENTIAL_PROVIDER_TIMEOUT", "30s"),
+    ] {
+        assert!(
+            env.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} in {env:?}"
+        );
+    }
+    let init = &d["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "registry.corp.io/credential-providers:1.31");
+    assert_eq!(
+        init["command"],
+        json!([
+            "cp",
+            "-R",
+            "/plugins/.",
+            "/var/lib/imagestream-operator/credential-providers/"
+        ])
+    );
+    assert_restricted(d);
+    let (cluster, _) = granted(objects);
+    let mut with_tokens = PERMISSIONS.to_vec();
+    with_tokens.extend_from_slice(TOKEN_MODE_PERMISSIONS);
+    assert_eq!(cluster, required(&with_tokens));
 }
 
 /// Every env var the chart sets is a flag of `imagestream-operator run`.
@@ -431,6 +508,27 @@ fn rbac_grants_exactly_what_the_code_uses() {
     let (cluster, namespaced) = granted(&objects);
     assert_eq!(cluster, required(PERMISSIONS));
     assert_eq!(namespaced, required(NAMESPACED_PERMISSIONS));
+    // Providers without token mode need no more; with an existing ConfigMap, token mode is
+    // stated with `serviceAccountTokens`.
+    let providers = |extra: Value| {
+        let mut v =
+            json!({"credentialProviders": {"enabled": true, "pluginImage": {"repository": "p"}}});
+        v["credentialProviders"]
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        granted(&render_chart(v).unwrap()).0
+    };
+    assert_eq!(
+        providers(json!({"existingConfigMap": "mine"})),
+        required(PERMISSIONS)
+    );
+    let mut with_tokens = PERMISSIONS.to_vec();
+    with_tokens.extend_from_slice(TOKEN_MODE_PERMISSIONS);
+    assert_eq!(
+        providers(json!({"existingConfigMap": "mine", "serviceAccountTokens": true})),
+        required(&with_tokens)
+    );
 }
 
 #[test]

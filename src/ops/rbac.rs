@@ -49,6 +49,15 @@ pub const PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", "inject the generated CA into caBundle"),
 ];
 
+/// Only with credential providers in service-account-token mode (`tokenAttributes`): the chart
+/// grants these when its config uses that mode, or `credentialProviders.serviceAccountTokens`.
+/// Minting a token is powerful; the operator mints only for the provider's audience, only for
+/// the ServiceAccount a stream names in the stream's own namespace.
+pub const TOKEN_MODE_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
+    ("", "serviceaccounts", "get", "the ServiceAccount's UID and annotations, passed to the provider and part of its cache key"),
+    ("", "serviceaccounts/token", "create", "a short-lived token of the stream's ServiceAccount for the provider's audience"),
+];
+
 /// Namespaced permissions in the operator's own namespace (leader election, webhook certificate).
 pub const NAMESPACED_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     (

@@ -104,8 +104,10 @@ fn chart_env(
     values: &Value,
     pod: &str,
     ports: (u16, u16),
+    plugins: &std::path::Path,
 ) -> Vec<(String, String)> {
     let objects = helm::render(helm_bin, release, ns, values, false);
+    let (provider_config, provider_bin) = provider_files(&objects, plugins);
     let deployment = objects
         .iter()
         .find(|o| o["kind"] == "Deployment")
@@ -125,6 +127,9 @@ fn chart_env(
             "METRICS_ADDR" => format!("127.0.0.1:{}", ports.0),
             "ADMISSION_ADDR" => format!("127.0.0.1:{}", ports.1),
             "ADMISSION_HOSTS" => "127.0.0.1".to_string(),
+            // What the ConfigMap and the init container would have put in the pod.
+            "IMAGE_CREDENTIAL_PROVIDER_CONFIG" => provider_config.clone(),
+            "IMAGE_CREDENTIAL_PROVIDER_BIN_DIR" => provider_bin.clone(),
             // More detail when debugging a failure of this test.
             "RUST_LOG" => std::env::var("IMAGESTREAM_E2E_OPERATOR_LOG").unwrap_or(value),
             _ => value,
@@ -132,6 +137,28 @@ fn chart_env(
         env.push((name, value));
     }
     env
+}
+
+/// The chart's credential provider config, written where this process can read it, and a bin
+/// dir with the test plugin under each provider's name (the init container's job in a pod).
+fn provider_files(objects: &[Value], dir: &std::path::Path) -> (String, String) {
+    let Some(map) = objects.iter().find(|o| {
+        o["kind"] == "ConfigMap"
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-credential-providers"))
+    }) else {
+        return Default::default();
+    };
+    let text = map["data"]["config.yaml"].as_str().unwrap_or_default();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, text).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in imagestream_operator::registry::providers::parse(text).unwrap() {
+        std::os::unix::fs::symlink(common::plugin_binary(), bin.join(&p.name)).unwrap();
+    }
+    (config.display().to_string(), bin.display().to_string())
 }
 
 async fn eventually<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
@@ -170,13 +197,34 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         return;
     };
     let digest = reg.push_image("e2e/app", "latest", "one", false).await;
+    // A private registry no pull secret opens: only the credential provider, in token mode.
+    let Some(private) = common::Registry::start(Some(("tenant", "cloud-issued"))).await else {
+        return;
+    };
+    let private_digest = private.push_image("cloud/app", "1", "c", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_log = dir.path().join("plugin.log");
     let (admin, ns, mut cleanup) = cluster("is-e2e-sa").await;
     let app = format!("is-e2e-sa-app-{}", std::process::id());
     fixtures::namespace(&admin, &mut cleanup, &app).await;
 
     let release = format!("e2e-sa-{}", std::process::id());
     let values = json!({
-        "controller": {"insecureRegistries": [reg.addr], "scheduledImportInterval": "2s", "logFormat": "text"},
+        "controller": {"insecureRegistries": [reg.addr, private.addr], "scheduledImportInterval": "2s", "logFormat": "text"},
+        "credentialProviders": {"enabled": true, "pluginImage": {"repository": "plugins.example/unused"}, "config": {
+            "apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig",
+            "providers": [{
+                "name": "cloud-provider", "matchImages": [private.addr], "defaultCacheDuration": "1h",
+                "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                "env": [
+                    {"name": "TEST_PROVIDER_USER", "value": "tenant"},
+                    {"name": "TEST_PROVIDER_PASSWORD", "value": "cloud-issued"},
+                    {"name": "TEST_PROVIDER_AUDIENCE", "value": "registry.e2e.example"},
+                    {"name": "TEST_PROVIDER_LOG", "value": plugin_log.display().to_string()},
+                ],
+                "tokenAttributes": {"serviceAccountTokenAudience": "registry.e2e.example", "requireServiceAccount": true, "cacheType": "ServiceAccount"},
+            }],
+        }},
         // Only this test's app namespace goes through this test's webhook.
         "admission": {"namespaceSelectorExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [app]}]},
     });
@@ -210,7 +258,6 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         .status
         .expect("the token request is answered")
         .token;
-    let dir = tempfile::tempdir().unwrap();
     let kubeconfig_path = dir.path().join("kubeconfig");
     let kubeconfig = token_kubeconfig(&token);
     std::fs::write(&kubeconfig_path, kubeconfig.to_string()).unwrap();
@@ -222,7 +269,15 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         .env_clear()
         .env("KUBECONFIG", &kubeconfig_path)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(chart_env(&helm_bin, &release, &ns, &values, &pod, ports))
+        .envs(chart_env(
+            &helm_bin,
+            &release,
+            &ns,
+            &values,
+            &pod,
+            ports,
+            dir.path(),
+        ))
         .stdout(std::fs::File::create(&log_path).unwrap())
         .stderr(std::fs::File::create(dir.path().join("operator.stderr")).unwrap());
     let mut operator = Process(command.spawn().expect("the operator binary starts"));
@@ -231,130 +286,150 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
             + &std::fs::read_to_string(dir.path().join("operator.stderr")).unwrap_or_default()
     };
 
-    let checks =
-        async {
-            // The Lease (Role: leases get/create/patch).
-            let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
-            eventually("the leader lease", 60, || async {
-                leases.get(&release).await.ok().filter(|l| {
-                    l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()) == Some(&pod)
+    let checks = async {
+        // The Lease (Role: leases get/create/patch).
+        let leases: Api<Lease> = Api::namespaced(admin.clone(), &ns);
+        eventually("the leader lease", 60, || async {
+            leases
+                .get(&release)
+                .await
+                .ok()
+                .filter(|l| l.spec.as_ref().and_then(|s| s.holder_identity.as_ref()) == Some(&pod))
+        })
+        .await;
+        // The generated certificate, stored and injected (Role: secrets create/get;
+        // mutatingwebhookconfigurations get/patch).
+        let hooks: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+        eventually("the injected CA bundle", 60, || async {
+            hooks.get(&release).await.ok().filter(|h| {
+                h.webhooks
+                    .iter()
+                    .flatten()
+                    .all(|w| w.client_config.ca_bundle.is_some())
+            })
+        })
+        .await;
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+        assert!(secrets.get(&format!("{release}-webhook-tls")).await.is_ok());
+
+        // Import, status, Events (imagestreams, imagestreams/status, events).
+        let from = format!("{}/e2e/app", reg.addr);
+        let streams = fixtures::stream(&admin, &app, "app", &from, true).await;
+        let pinned = format!("{}/e2e/app@{digest}", reg.addr);
+        eventually("the import", 60, || async {
+            streams.get("app").await.ok().filter(|s| {
+                s.status_tag("latest")
+                    .is_some_and(|t| t.items.first().is_some_and(|i| i.image == digest))
+            })
+        })
+        .await;
+        // A private image through the token-mode provider (serviceaccounts get,
+        // serviceaccounts/token create): the app namespace's own `default` token.
+        let private_from = format!("{}/cloud/app:1", private.addr);
+        let private_streams = fixtures::stream(&admin, &app, "cloud", &private_from, false).await;
+        eventually("the import through the credential provider", 60, || async {
+            private_streams.get("cloud").await.ok().filter(|s| {
+                s.status_tag("latest")
+                    .is_some_and(|t| t.items.first().is_some_and(|i| i.image == private_digest))
+            })
+        })
+        .await;
+        let calls = common::read_calls(&plugin_log);
+        assert!(
+            !calls.is_empty()
+                && calls
+                    .iter()
+                    .all(|c| c["namespace"] == app.as_str() && c["serviceAccount"] == "default"),
+            "{calls:?}"
+        );
+        let events: Api<Event> = Api::namespaced(admin.clone(), &app);
+        let reasons = || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .into_iter()
+                        .filter_map(|e| e.reason)
+                        .collect::<Vec<_>>()
                 })
-            })
-            .await;
-            // The generated certificate, stored and injected (Role: secrets create/get;
-            // mutatingwebhookconfigurations get/patch).
-            let hooks: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
-            eventually("the injected CA bundle", 60, || async {
-                hooks.get(&release).await.ok().filter(|h| {
-                    h.webhooks
-                        .iter()
-                        .flatten()
-                        .all(|w| w.client_config.ca_bundle.is_some())
-                })
-            })
-            .await;
-            let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-            assert!(secrets.get(&format!("{release}-webhook-tls")).await.is_ok());
-
-            // Import, status, Events (imagestreams, imagestreams/status, events).
-            let from = format!("{}/e2e/app", reg.addr);
-            let streams = fixtures::stream(&admin, &app, "app", &from, true).await;
-            let pinned = format!("{}/e2e/app@{digest}", reg.addr);
-            eventually("the import", 60, || async {
-                streams.get("app").await.ok().filter(|s| {
-                    s.status_tag("latest")
-                        .is_some_and(|t| t.items.first().is_some_and(|i| i.image == digest))
-                })
-            })
-            .await;
-            let events: Api<Event> = Api::namespaced(admin.clone(), &app);
-            let reasons = || async {
-                events
-                    .list(&ListParams::default())
-                    .await
-                    .map(|l| {
-                        l.items
-                            .into_iter()
-                            .filter_map(|e| e.reason)
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default()
-            };
-            eventually("an Imported Event", 30, || async {
-                reasons()
-                    .await
-                    .contains(&"Imported".to_string())
-                    .then_some(())
-            })
-            .await;
-
-            // A trigger fires (deployments watch/patch).
-            let trigger = fixtures::trigger("app:latest", None);
-            let deployments =
-                fixtures::deployment(&admin, &app, "web", 1, Some(&trigger), "placeholder").await;
-            let image = |d: Deployment| fixtures::image(&d);
-            eventually("the trigger", 60, || async {
-                deployments
-                    .get("web")
-                    .await
-                    .ok()
-                    .and_then(image)
-                    .filter(|i| *i == pinned)
-            })
-            .await;
-            eventually("an ImageTriggered Event", 30, || async {
-                reasons()
-                    .await
-                    .contains(&"ImageTriggered".to_string())
-                    .then_some(())
-            })
-            .await;
-
-            // A cross-namespace trigger, granted by a RoleBinding (subjectaccessreviews create).
-            fixtures::grant_read(&admin, &app, &ns).await;
-            let trigger = fixtures::trigger("app:latest", Some(&app));
-            let cross =
-                fixtures::deployment(&admin, &ns, "cross", 1, Some(&trigger), "placeholder").await;
-            eventually("the cross-namespace trigger", 60, || async {
-                cross
-                    .get("cross")
-                    .await
-                    .ok()
-                    .and_then(image)
-                    .filter(|i| *i == pinned)
-            })
-            .await;
-
-            // The webhook resolves a short name (dry runs until its cache has the stream).
-            let short = json!({
-                "metadata": {"name": "short"},
-                "spec": {"selector": {"matchLabels": {"app": "short"}}, "template": {
-                    "metadata": {"labels": {"app": "short"}},
-                    "spec": {"containers": [{"name": "c", "image": "app:latest"}]}}}
-            });
-            let short: Deployment = serde_json::from_value(short).unwrap();
-            let dry = PostParams {
-                dry_run: true,
-                ..Default::default()
-            };
-            eventually("the webhook's rewrite", 60, || async {
-                deployments
-                    .create(&dry, &short)
-                    .await
-                    .ok()
-                    .and_then(image)
-                    .filter(|i| *i == pinned)
-            })
-            .await;
-
-            // Readiness on the metrics listener.
-            let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
-            let ready = match reqwest::get(&readyz).await {
-                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-                Err(e) => (0, e.to_string()),
-            };
-            assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
+                .unwrap_or_default()
         };
+        eventually("an Imported Event", 30, || async {
+            reasons()
+                .await
+                .contains(&"Imported".to_string())
+                .then_some(())
+        })
+        .await;
+
+        // A trigger fires (deployments watch/patch).
+        let trigger = fixtures::trigger("app:latest", None);
+        let deployments =
+            fixtures::deployment(&admin, &app, "web", 1, Some(&trigger), "placeholder").await;
+        let image = |d: Deployment| fixtures::image(&d);
+        eventually("the trigger", 60, || async {
+            deployments
+                .get("web")
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+        eventually("an ImageTriggered Event", 30, || async {
+            reasons()
+                .await
+                .contains(&"ImageTriggered".to_string())
+                .then_some(())
+        })
+        .await;
+
+        // A cross-namespace trigger, granted by a RoleBinding (subjectaccessreviews create).
+        fixtures::grant_read(&admin, &app, &ns).await;
+        let trigger = fixtures::trigger("app:latest", Some(&app));
+        let cross =
+            fixtures::deployment(&admin, &ns, "cross", 1, Some(&trigger), "placeholder").await;
+        eventually("the cross-namespace trigger", 60, || async {
+            cross
+                .get("cross")
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+
+        // The webhook resolves a short name (dry runs until its cache has the stream).
+        let short = json!({
+            "metadata": {"name": "short"},
+            "spec": {"selector": {"matchLabels": {"app": "short"}}, "template": {
+                "metadata": {"labels": {"app": "short"}},
+                "spec": {"containers": [{"name": "c", "image": "app:latest"}]}}}
+        });
+        let short: Deployment = serde_json::from_value(short).unwrap();
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        eventually("the webhook's rewrite", 60, || async {
+            deployments
+                .create(&dry, &short)
+                .await
+                .ok()
+                .and_then(image)
+                .filter(|i| *i == pinned)
+        })
+        .await;
+
+        // Readiness on the metrics listener.
+        let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
+        let ready = match reqwest::get(&readyz).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        };
+        assert_eq!(ready.0, 200, "/readyz: {}\n{}", ready.1, log());
+    };
     let outcome = tokio::time::timeout(
         Duration::from_secs(240),
         futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checks)),

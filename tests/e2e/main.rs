@@ -13,6 +13,7 @@ mod grant;
 mod helm;
 mod identity;
 mod process;
+mod providers;
 mod replicasets;
 
 use std::sync::Arc;
