@@ -11,7 +11,7 @@ use crate::api::reason;
 pub enum RegistryError {
     #[error("{reference}: {detail}; check the repository and tag names, then request a re-import")]
     NotFound { reference: String, detail: String },
-    #[error("you may not have access to the container image {reference:?}{}: add a kubernetes.io/dockerconfigjson secret for this registry to the namespace", if *had_credentials { " with the pull secrets in this namespace" } else { " and no pull secret in this namespace matches its registry" })]
+    #[error("you may not have access to the container image {reference:?}{}", if *had_credentials { " with the credentials that match it (this namespace's pull secrets, credential providers): check them, or add a kubernetes.io/dockerconfigjson secret that grants access" } else { " and no pull secret in this namespace matches its registry: add a kubernetes.io/dockerconfigjson secret for this registry to the namespace" })]
     Unauthorized {
         reference: String,
         had_credentials: bool,

@@ -311,28 +311,35 @@ impl Plugin {
     async fn run_and_remember(&self, image: &str, caller: &Caller) -> Result<Arc<Answer>, String> {
         let (answer, duration) = self.run(image, caller).await?;
         let answer = Arc::new(answer);
+        self.remember(image, caller, &answer, duration);
+        Ok(answer)
+    }
+
+    /// Cache an answer under its key type for `duration` (absent: the config's default; zero:
+    /// not cached), never beyond the token it was fetched with when the cache is per token.
+    fn remember(&self, image: &str, caller: &Caller, answer: &Answer, duration: Option<Duration>) {
         let mut state = self.state();
         state.learned = Some(answer.key_type);
         let duration = duration.unwrap_or(self.config.default_cache_duration);
-        if !duration.is_zero() {
-            let mut expires = Instant::now() + duration;
-            if let Some(until) = caller.until {
-                expires = expires.min(until);
-            }
-            let registry = image.split('/').next().unwrap_or(image);
-            let key = (
-                caller.key.clone(),
-                cache_key(answer.key_type, image, registry),
-            );
-            let auth = answer.auth.clone();
-            state.cache.insert(key, Cached { auth, expires });
-            state.inserts += 1;
-            if state.inserts.is_multiple_of(SWEEP_EVERY) {
-                let now = Instant::now();
-                state.cache.retain(|_, c| c.expires > now);
-            }
+        if duration.is_zero() {
+            return;
         }
-        Ok(answer)
+        let mut expires = Instant::now() + duration;
+        if let Some(until) = caller.until {
+            expires = expires.min(until);
+        }
+        let registry = image.split('/').next().unwrap_or(image);
+        let key = (
+            caller.key.clone(),
+            cache_key(answer.key_type, image, registry),
+        );
+        let auth = answer.auth.clone();
+        state.cache.insert(key, Cached { auth, expires });
+        state.inserts += 1;
+        if state.inserts.is_multiple_of(SWEEP_EVERY) {
+            let now = Instant::now();
+            state.cache.retain(|_, c| c.expires > now);
+        }
     }
 
     /// Token mode: the caller for `identity`, or `None` when the ServiceAccount lacks an
@@ -700,6 +707,139 @@ impl ServiceAccounts for KubeServiceAccounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plugin() -> Plugin {
+        let config = providers::parse(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: p\n  matchImages: [\"*.example.com\"]\n  defaultCacheDuration: 1h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
+        )
+        .unwrap()
+        .remove(0);
+        Plugin {
+            config,
+            bin: PathBuf::from("/nonexistent"),
+            timeout: DEFAULT_TIMEOUT,
+            accounts: None,
+            state: Mutex::default(),
+            minting: tokio::sync::Mutex::default(),
+        }
+    }
+
+    fn answer(key_type: KeyType, user: &str) -> Answer {
+        let credential = Credential {
+            username: user.into(),
+            password: "pw".into(),
+            source: "credential provider p".into(),
+        };
+        let auth = vec![(Pattern::parse("*.example.com").unwrap(), credential)];
+        Answer {
+            key_type,
+            auth: Arc::new(auth),
+        }
+    }
+
+    fn user(p: &Plugin, caller: &str, image: &str) -> Option<String> {
+        let registry = image.split('/').next().unwrap();
+        p.cached(caller, image, registry)
+            .map(|auth| matching(&auth, image)[0].username.clone())
+    }
+
+    /// The kubelet's cache: an answer is kept under the key type it names, and looked up by
+    /// image, then registry, then globally; separately per caller (identity).
+    #[test]
+    fn answers_are_cached_under_their_key_type() {
+        let p = plugin();
+        let none = Caller::default();
+        p.remember(
+            "a.example.com/app",
+            &none,
+            &answer(KeyType::Image, "image"),
+            None,
+        );
+        assert_eq!(user(&p, "", "a.example.com/app").as_deref(), Some("image"));
+        assert_eq!(
+            user(&p, "", "a.example.com/other"),
+            None,
+            "Image: that image only"
+        );
+
+        p.remember(
+            "a.example.com/app",
+            &none,
+            &answer(KeyType::Registry, "registry"),
+            None,
+        );
+        assert_eq!(
+            user(&p, "", "a.example.com/other").as_deref(),
+            Some("registry")
+        );
+        assert_eq!(
+            user(&p, "", "a.example.com/app").as_deref(),
+            Some("image"),
+            "image first"
+        );
+        assert_eq!(
+            user(&p, "", "b.example.com/app"),
+            None,
+            "Registry: that registry only"
+        );
+
+        p.remember(
+            "b.example.com/app",
+            &none,
+            &answer(KeyType::Global, "global"),
+            None,
+        );
+        assert_eq!(user(&p, "", "c.example.com/x").as_deref(), Some("global"));
+        assert_eq!(
+            user(&p, "someone-else", "c.example.com/x"),
+            None,
+            "per caller"
+        );
+    }
+
+    #[test]
+    fn cache_durations_follow_the_kubelet() {
+        let p = plugin();
+        let none = Caller::default();
+        // Zero: not cached at all.
+        p.remember(
+            "a.example.com/app",
+            &none,
+            &answer(KeyType::Global, "u"),
+            Some(Duration::ZERO),
+        );
+        assert_eq!(user(&p, "", "a.example.com/app"), None);
+        // Absent: the config's defaultCacheDuration (1h).
+        p.remember(
+            "a.example.com/app",
+            &none,
+            &answer(KeyType::Global, "u"),
+            None,
+        );
+        let expires = |p: &Plugin| p.state().cache.values().next().map(|c| c.expires).unwrap();
+        let left = expires(&p) - Instant::now();
+        assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600));
+        // Per-token caching never outlives the token.
+        let p = plugin();
+        let soon = Instant::now() + Duration::from_secs(60);
+        let caller = Caller {
+            until: Some(soon),
+            ..Caller::default()
+        };
+        p.remember(
+            "a.example.com/app",
+            &caller,
+            &answer(KeyType::Global, "u"),
+            Some(Duration::from_secs(7200)),
+        );
+        assert_eq!(expires(&p), soon);
+        // Expired entries are not served.
+        p.state()
+            .cache
+            .values_mut()
+            .for_each(|c| c.expires = Instant::now());
+        assert_eq!(user(&p, "", "a.example.com/app"), None);
+    }
 
     #[test]
     fn stderr_excerpts_are_one_short_line() {
