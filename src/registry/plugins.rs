@@ -201,9 +201,48 @@ struct Caller {
     until: Option<Instant>,
 }
 
+/// One caller's cached answers, by the key type each answer named.
+#[derive(Default)]
+struct Answers {
+    by_image: HashMap<String, Cached>,
+    by_registry: HashMap<String, Cached>,
+    global: Option<Cached>,
+}
+
+impl Answers {
+    /// Looked up as the kubelet does: by image, then registry, then global.
+    fn get(&self, image: &str, registry: &str, now: Instant) -> Option<Auth> {
+        let live = |c: &Cached| (c.expires > now).then(|| c.auth.clone());
+        (self.by_image.get(image).and_then(live))
+            .or_else(|| self.by_registry.get(registry).and_then(live))
+            .or_else(|| self.global.as_ref().and_then(live))
+    }
+
+    fn put(&mut self, key_type: KeyType, image: &str, registry: &str, cached: Cached) {
+        match key_type {
+            KeyType::Image => {
+                self.by_image.insert(image.to_string(), cached);
+            }
+            KeyType::Registry => {
+                self.by_registry.insert(registry.to_string(), cached);
+            }
+            KeyType::Global => self.global = Some(cached),
+        }
+    }
+
+    /// Drops expired answers; `true` when none is left.
+    fn sweep(&mut self, now: Instant) -> bool {
+        self.by_image.retain(|_, c| c.expires > now);
+        self.by_registry.retain(|_, c| c.expires > now);
+        self.global = self.global.take().filter(|c| c.expires > now);
+        self.by_image.is_empty() && self.by_registry.is_empty() && self.global.is_none()
+    }
+}
+
 #[derive(Default)]
 struct State {
-    cache: HashMap<(String, String), Cached>,
+    /// Cached answers per caller (the identity part of the kubelet's cache key).
+    cache: HashMap<String, Answers>,
     flights: HashMap<String, Flight>,
     /// The cache key type the plugin last answered with: concurrent lookups are keyed by it,
     /// so a `Registry` plugin runs once for many images of one registry.
@@ -255,23 +294,12 @@ impl Plugin {
         Ok(matching(&answer.auth, image))
     }
 
-    /// Looked up as the kubelet does: by image, then registry, then global.
     fn cached(&self, caller: &str, image: &str, registry: &str) -> Option<Auth> {
-        let now = Instant::now();
         let state = self.state();
-        [
-            cache_key(KeyType::Image, image, registry),
-            cache_key(KeyType::Registry, image, registry),
-            cache_key(KeyType::Global, image, registry),
-        ]
-        .into_iter()
-        .find_map(|key| {
-            state
-                .cache
-                .get(&(caller.to_string(), key))
-                .filter(|c| c.expires > now)
-                .map(|c| c.auth.clone())
-        })
+        state
+            .cache
+            .get(caller)?
+            .get(image, registry, Instant::now())
     }
 
     /// Join the run for this key, or start it; `true` when the run was for this very image.
@@ -329,16 +357,13 @@ impl Plugin {
             expires = expires.min(until);
         }
         let registry = image.split('/').next().unwrap_or(image);
-        let key = (
-            caller.key.clone(),
-            cache_key(answer.key_type, image, registry),
-        );
         let auth = answer.auth.clone();
-        state.cache.insert(key, Cached { auth, expires });
+        let answers = state.cache.entry(caller.key.clone()).or_default();
+        answers.put(answer.key_type, image, registry, Cached { auth, expires });
         state.inserts += 1;
         if state.inserts.is_multiple_of(SWEEP_EVERY) {
             let now = Instant::now();
-            state.cache.retain(|_, c| c.expires > now);
+            state.cache.retain(|_, answers| !answers.sweep(now));
         }
     }
 
@@ -576,14 +601,6 @@ impl Plugin {
     }
 }
 
-fn cache_key(key_type: KeyType, image: &str, registry: &str) -> String {
-    match key_type {
-        KeyType::Image => format!("image\0{image}"),
-        KeyType::Registry => format!("registry\0{registry}"),
-        KeyType::Global => "global".into(),
-    }
-}
-
 fn matching(auth: &Auth, image: &str) -> Vec<Credential> {
     auth.iter()
         .filter(|(p, _)| p.matches(image))
@@ -816,7 +833,16 @@ mod tests {
             &answer(KeyType::Global, "u"),
             None,
         );
-        let expires = |p: &Plugin| p.state().cache.values().next().map(|c| c.expires).unwrap();
+        let expires = |p: &Plugin| {
+            let state = p.state();
+            state
+                .cache
+                .values()
+                .next()
+                .and_then(|a| a.global.as_ref())
+                .map(|c| c.expires)
+                .unwrap()
+        };
         let left = expires(&p) - Instant::now();
         assert!(left > Duration::from_secs(3590) && left <= Duration::from_secs(3600));
         // Per-token caching never outlives the token.
@@ -837,6 +863,7 @@ mod tests {
         p.state()
             .cache
             .values_mut()
+            .filter_map(|a| a.global.as_mut())
             .for_each(|c| c.expires = Instant::now());
         assert_eq!(user(&p, "", "a.example.com/app"), None);
     }

@@ -274,69 +274,78 @@ fn token_attributes(raw: RawTokenAttributes, version: &str) -> Result<TokenAttri
     })
 }
 
-/// A `matchImages` entry or a response's `auth` key: host labels (globs), port, path.
+/// A `matchImages` entry or a response's `auth` key: host labels (globs, validated and kept as
+/// characters, so matching an image does no parsing), port, path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
-    labels: Vec<String>,
+    labels: Vec<Vec<char>>,
     port: String,
     path: String,
 }
 
+/// `host`, `port` (when there is a `:`) and `/path` (empty when none) of a schemeless URL;
+/// `https://` is tolerated, as in `auth` keys.
+fn split_url(text: &str) -> (&str, Option<&str>, &str) {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or(text);
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    match hostport.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port), path),
+        None => (hostport, None, path),
+    }
+}
+
+fn is_port(port: &str) -> bool {
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl Pattern {
-    /// A schemeless URL as the kubelet reads one (`https://` is tolerated, as in `auth` keys).
+    /// A schemeless URL as the kubelet reads one.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let rest = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
-            .unwrap_or(text);
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, ""));
-        if hostport.contains(':') && (port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()))
-        {
+        let (host, port, path) = split_url(text);
+        if let Some(port) = port.filter(|p| !is_port(p)) {
             return Err(format!("port {port:?} is not a number"));
         }
         if host.is_empty() {
             return Err("no host".into());
         }
-        let labels: Vec<String> = host.split('.').map(str::to_string).collect();
-        for label in &labels {
-            glob(label, "").map_err(|e| format!("label {label:?}: {e}"))?;
-        }
+        let labels = host
+            .split('.')
+            .map(|label| {
+                let chars: Vec<char> = label.chars().collect();
+                check_classes(&chars).map_err(|e| format!("label {label:?}: {e}"))?;
+                Ok(chars)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(Self {
             labels,
-            port: port.to_string(),
+            port: port.unwrap_or_default().to_string(),
             path: path.to_string(),
         })
     }
 
     /// `image` is `registry[:port]/repository`, without tag or digest.
     pub fn matches(&self, image: &str) -> bool {
-        let Ok(target) = Self::parse(image) else {
-            return false;
-        };
-        self.port == target.port
-            && self.labels.len() == target.labels.len()
-            && target.path.starts_with(&self.path)
-            && self
-                .labels
-                .iter()
-                .zip(&target.labels)
-                .all(|(p, l)| glob(p, l) == Ok(true))
+        let (host, port, path) = split_url(image);
+        !host.is_empty()
+            && port.is_none_or(is_port)
+            && self.port == port.unwrap_or_default()
+            && path.starts_with(&self.path)
+            && self.labels.len() == host.split('.').count()
+            && self.labels.iter().zip(host.split('.')).all(|(p, label)| {
+                let label: Vec<char> = label.chars().collect();
+                glob_at(p, &label)
+            })
     }
 }
 
-/// Go's `filepath.Match` for one DNS label: `*` any run, `?` one character, `[a-z]`, `[^…]`,
-/// `\` escapes. `Err` for a malformed pattern, whatever the label.
-fn glob(pattern: &str, label: &str) -> Result<bool, String> {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = label.chars().collect();
-    check_classes(&p)?;
-    Ok(glob_at(&p, &s))
-}
-
+/// Go's `filepath.Match` for one DNS label (the pattern checked by `check_classes` first):
+/// `*` any run, `?` one character, `[a-z]`, `[^…]`, `\` escapes.
 fn glob_at(p: &[char], s: &[char]) -> bool {
     match p.first() {
         None => s.is_empty(),
