@@ -200,12 +200,12 @@ fn imported_status() -> ImageStreamStatus {
 }
 
 #[tokio::test]
-async fn new_stream_gets_one_status_write_then_the_check_annotation_and_an_event() {
+async fn new_stream_gets_the_check_annotation_then_one_status_write_and_an_event() {
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     let (requests, resolver) = run(h, stream(None, false, false), 3).await;
 
-    let (m, uri, body) = &requests[0];
+    let (m, uri, body) = &requests[1];
     assert_eq!(m, Method::PATCH);
     assert_eq!(uri, "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?&force=true&fieldManager=imagestream-operator");
     assert_eq!(body["apiVersion"], "image.openshift.io/v1");
@@ -220,7 +220,8 @@ async fn new_stream_gets_one_status_write_then_the_check_annotation_and_an_event
     assert_eq!(item["generation"], 1);
     assert!(body["status"]["tags"][0].get("conditions").is_none());
 
-    let (m, uri, body) = &requests[1];
+    // On a stream without status the annotation goes first: half the API server's work.
+    let (m, uri, body) = &requests[0];
     assert_eq!(
         (m, uri.as_str()),
         (
@@ -362,10 +363,10 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     assert_eq!(resolver.asked.lock().unwrap().len(), 1);
 }
 
-/// The version of the stream that our status write produces has no repository-check annotation
-/// yet (that patch follows). A reconcile that sees exactly that version must not take it for a
-/// request to re-import everything; a later version without the annotation (a user removed it)
-/// still is one.
+/// A user removed the repository-check annotation of an imported stream, and a tag moved: the
+/// status goes first, then the annotation. A reconcile that sees exactly the version between
+/// must not take it for a request to re-import everything; a later version without the
+/// annotation (a user removed it again) still is one.
 #[tokio::test]
 async fn the_version_between_our_two_writes_does_not_re_import() {
     let Harness {
@@ -374,17 +375,31 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
         mut handle,
     } = harness();
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let mut first = stream(None, false, false);
+    let mut moved = imported_status();
+    moved.tags[0].items[0].image = "sha256:0bad".into();
+    let mut first = stream(Some(moved), false, false);
     first.metadata.resource_version = Some("6".into());
     let mut between = stream(Some(imported_status()), false, false);
     between.metadata.resource_version = Some("7".into());
     let between_json = serde_json::to_value(&between).unwrap();
 
     let task = tokio::spawn(reconcile(Arc::new(first), ctx.clone()));
+    let mut order = Vec::new();
     for _ in 0..3 {
-        expect(&mut handle, &between_json, |_, _, _| {}).await;
+        expect(&mut handle, &between_json, |m, u, _| {
+            order.push(format!("{m} {}", u.split('?').next().unwrap_or_default()))
+        })
+        .await;
     }
     task.await.unwrap().expect("first reconcile");
+    let stream_uri = "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python";
+    assert_eq!(
+        order[..2],
+        [
+            format!("PATCH {stream_uri}/status"),
+            format!("PATCH {stream_uri}")
+        ]
+    );
     assert_eq!(resolver.asked.lock().unwrap().len(), 1);
 
     // The watch delivers the in-between version: nothing to import, nothing to write.
@@ -404,11 +419,8 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
     let task = tokio::spawn(reconcile(Arc::new(removed), ctx));
     expect(&mut handle, &removed_json, |m, u, _| {
         assert_eq!(
-            (m, u),
-            (
-                &Method::PATCH,
-                "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python?"
-            )
+            (m, u.to_string()),
+            (&Method::PATCH, format!("{stream_uri}?"))
         )
     })
     .await;
@@ -418,6 +430,87 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
         2,
         "re-imported on request"
     );
+}
+
+/// On a new stream the annotation goes first. The version between (annotated, no status yet)
+/// reads as every tag never imported; a reconcile of exactly that version must not import again.
+/// If the status write then fails, that version is what the stream is, and the retry imports.
+#[tokio::test]
+async fn the_version_between_the_annotation_and_the_first_status_does_not_re_import() {
+    let Harness {
+        ctx,
+        resolver,
+        mut handle,
+    } = harness();
+    *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let mut annotated = stream(None, true, false);
+    annotated.metadata.resource_version = Some("7".into());
+    let mut written = stream(Some(imported_status()), true, false);
+    written.metadata.resource_version = Some("8".into());
+    let (annotated_json, written_json) = (
+        serde_json::to_value(&annotated).unwrap(),
+        serde_json::to_value(&written).unwrap(),
+    );
+
+    let task = tokio::spawn(reconcile(Arc::new(stream(None, false, false)), ctx.clone()));
+    expect(&mut handle, &annotated_json, |_, u, _| {
+        assert!(!u.contains("/status?"))
+    })
+    .await;
+    expect(&mut handle, &written_json, |_, u, _| {
+        assert!(u.contains("/status?"))
+    })
+    .await;
+    expect(&mut handle, &Value::Null, |_, u, _| {
+        assert!(u.contains("/events"))
+    })
+    .await;
+    task.await.unwrap().expect("first reconcile");
+
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile(Arc::new(annotated.clone()), ctx.clone()),
+    )
+    .await
+    .expect("the in-between version made an API request (a re-import)")
+    .expect("second reconcile");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 1, "no re-import");
+
+    // Again from a new stream, but the status write fails: the annotated version is then the
+    // stream as it is, and its reconcile imports and writes both again.
+    let task = tokio::spawn(reconcile(Arc::new(stream(None, false, false)), ctx.clone()));
+    expect(&mut handle, &annotated_json, |_, u, _| {
+        assert!(!u.contains("/status?"))
+    })
+    .await;
+    let (req, send) = handle.next_request().await.expect("status write");
+    assert!(req.uri().to_string().contains("/status?"));
+    let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "reason": "ServiceUnavailable", "code": 503, "message": "etcd is down"});
+    send.send_response(
+        Response::builder()
+            .status(503)
+            .body(Body::from(serde_json::to_vec(&unavailable).unwrap()))
+            .unwrap(),
+    );
+    assert!(task.await.unwrap().is_err(), "a failed write is an error");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 2);
+
+    let task = tokio::spawn(reconcile(Arc::new(annotated), ctx));
+    expect(&mut handle, &annotated_json, |_, u, _| {
+        assert!(!u.contains("/status?"))
+    })
+    .await;
+    expect(&mut handle, &written_json, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true))
+    })
+    .await;
+    expect(&mut handle, &Value::Null, |_, u, _| {
+        assert!(u.contains("/events"))
+    })
+    .await;
+    task.await.unwrap().expect("retry");
+    assert_eq!(resolver.asked.lock().unwrap().len(), 3, "imported again");
 }
 
 /// New before old: while another stream waits for its first import, a due scheduled re-check
@@ -480,7 +573,8 @@ async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
     *h.resolver.answer.lock().unwrap() = Some(Ok(with_big_labels(1200 * 1024)));
     let (requests, _) = run(h, stream(None, false, false), 4).await;
 
-    let (m, uri, body) = &requests[0];
+    assert!(requests[0].1.ends_with("/imagestreams/python?"));
+    let (m, uri, body) = &requests[1];
     assert_eq!(m, Method::PATCH);
     assert!(uri.contains("/imagestreams/python/status?"), "{uri}");
     let status = &body["status"];
@@ -496,13 +590,12 @@ async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
         "{said}"
     );
 
-    let (m, uri, event) = &requests[1];
+    let (m, uri, event) = &requests[2];
     assert_eq!(m, Method::POST);
     assert!(uri.contains("/events"), "{uri}");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "StatusTrimmed");
     assert_eq!(event["note"], said);
-    assert!(requests[2].1.ends_with("/imagestreams/python?"));
     assert_eq!(requests[3].2["reason"], "Imported");
 }
 
@@ -518,6 +611,14 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     let s = Arc::new(stream(None, false, false));
     let task = tokio::spawn(reconcile(s.clone(), ctx.clone()));
+    let annotated = serde_json::to_value(stream(None, true, false)).unwrap();
+    expect(&mut handle, &annotated, |m, u, _| {
+        assert_eq!(
+            (m, u.ends_with("/imagestreams/python?")),
+            (&Method::PATCH, true)
+        );
+    })
+    .await;
     let (req, send) = handle.next_request().await.expect("status write");
     assert!(req.uri().to_string().contains("/status?"));
     let refusal = json!({
@@ -546,8 +647,9 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
         .unwrap()
         .expect("a refusal for size is not a reconcile error");
 
-    for _ in 0..2 {
-        reconcile(s.clone(), ctx.clone()).await.expect("reconcile");
+    // Neither the version before the annotation nor the one after it writes anything again.
+    for s in [s.clone(), Arc::new(stream(None, true, false))] {
+        reconcile(s, ctx.clone()).await.expect("reconcile");
     }
     let quiet = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
     assert!(quiet.is_err(), "the refused status was sent again");
@@ -573,11 +675,11 @@ async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
     let object = serde_json::to_value(&written).unwrap();
     let task = tokio::spawn(reconcile(stale.clone(), ctx.clone()));
     expect(&mut handle, &object, |m, u, _| {
-        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true));
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
     })
     .await;
     expect(&mut handle, &object, |m, u, _| {
-        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true));
     })
     .await;
     expect(&mut handle, &object, |m, u, _| {
@@ -602,6 +704,10 @@ async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
     };
     *resolver.answer.lock().unwrap() = Some(Ok(moved));
     let task = tokio::spawn(reconcile(stale, ctx));
+    expect(&mut handle, &object, |m, u, _| {
+        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
+    })
+    .await;
     let body = expect(&mut handle, &object, |m, u, _| {
         assert_eq!((m, u.contains("/status?")), (&Method::PATCH, true));
     })
@@ -610,10 +716,6 @@ async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
         body["status"]["tags"][0]["items"][0]["image"],
         "sha256:5e6f"
     );
-    expect(&mut handle, &object, |m, u, _| {
-        assert_eq!((m, u.contains("/status?")), (&Method::PATCH, false));
-    })
-    .await;
     expect(&mut handle, &object, |m, u, _| {
         // The recorder counts a repeated Event into the first one's series.
         assert!(u.contains("/events") && (m == Method::POST || m == Method::PATCH));

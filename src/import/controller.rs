@@ -77,6 +77,19 @@ impl Default for Settings {
     }
 }
 
+/// A stream version between our two writes, and what the write still to come adds to it.
+struct Pending {
+    resource_version: String,
+    follows: Follows,
+}
+
+enum Follows {
+    /// The repository-check annotation (the status was written first).
+    Annotation,
+    /// This status (the annotation was written first, on a stream without status).
+    Status(Box<ImageStreamStatus>),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct RetryState {
     attempts: u32,
@@ -93,8 +106,8 @@ pub struct Context {
     pub settings: Settings,
     retries: Mutex<HashMap<(String, String), RetryState>>,
     credentials_seen: Mutex<HashMap<String, String>>,
-    /// Stream UID → resourceVersion of our status write whose annotation patch follows.
-    pending_check: Mutex<HashMap<String, String>>,
+    /// Stream UID → the version one of our two writes produced, and what the other adds to it.
+    pending_check: Mutex<HashMap<String, Pending>>,
     /// Streams with tags never imported, changed, or asked to be re-imported: while there are
     /// any, scheduled re-checks of other streams wait, so first imports never starve.
     urgent: Mutex<std::collections::HashSet<String>>,
@@ -237,7 +250,7 @@ impl Context {
         set.len() > usize::from(set.contains(key))
     }
 
-    fn lock_pending_check(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock_pending_check(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
         self.pending_check.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -302,7 +315,6 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         repository: repository.as_ref(),
     });
 
-    let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
     let old = stream.status.clone().unwrap_or_default();
     let mut status = resolution.status;
     // The stored status already fits: only a status that differs needs measuring.
@@ -322,27 +334,20 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
             &ctx, &stream, &key, throttled, now,
         )));
     }
-    let written = match changed {
-        false => None,
-        true => match store_status(&ctx, &api, &stream, &status, &fit).await? {
-            Ok(rv) => Some(rv),
-            Err(why) => {
-                return Ok(
-                    not_written(&ctx, &stream, &status, why, &outcomes, throttled, now).await,
-                )
-            }
-        },
-    };
-    report_trim(&ctx, &stream, &old, &fit).await;
+    if let Some(why) = changed
+        .then(|| unstorable(&ctx, &stream, &status, &fit))
+        .flatten()
+    {
+        return Ok(not_written(&ctx, &stream, &status, why, &outcomes, throttled, now).await);
+    }
     let check_missing = stream
         .annotation(DOCKER_REPOSITORY_CHECK)
         .is_none_or(str::is_empty);
-    if (!outcomes.is_empty() || repository.is_some()) && (changed || check_missing) {
-        if let (Some(rv), Some(uid)) = (written, stream.uid()) {
-            ctx.lock_pending_check().insert(uid, rv);
-        }
-        mark_repository_checked(&api, &name).await?;
+    let mark = (!outcomes.is_empty() || repository.is_some()) && (changed || check_missing);
+    if let Err(why) = write(&ctx, &stream, &status, changed, mark).await? {
+        return Ok(not_written(&ctx, &stream, &status, why, &outcomes, throttled, now).await);
     }
+    report_trim(&ctx, &stream, &old, &fit).await;
     report(&ctx, &stream, &resolution.changes).await;
     record_retries(&ctx, &stream, &key, &outcomes, now);
     Ok(Action::requeue(next_wakeup(
@@ -350,24 +355,71 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     )))
 }
 
-/// Writes a changed status, unless it cannot be stored: over the budget even trimmed, refused
-/// by the API server for its size now, or refused before unchanged. `Err(why)` then.
+/// The status write (if `changed`) and the repository-check annotation (if `mark`): two writes,
+/// since the status is a subresource. `Err(why)` when the API server refuses the status for
+/// its size.
+async fn write(
+    ctx: &Context,
+    stream: &ImageStream,
+    status: &ImageStreamStatus,
+    changed: bool,
+    mark: bool,
+) -> Result<Result<(), String>, Error> {
+    let name = stream.name_any();
+    let api: Api<ImageStream> =
+        Api::namespaced(ctx.client.clone(), &stream.namespace().unwrap_or_default());
+    // A stream we have never written a status to is small: the annotation patch costs the API
+    // server about half of what it costs once the status is there, and if the status write then
+    // fails nothing is lost, since every tag still reads as never imported.
+    let mark_first = mark && changed && stream.status.is_none();
+    if mark_first {
+        let rv = mark_repository_checked(&api, &name).await?;
+        expect_write(ctx, stream, rv, Follows::Status(Box::new(status.clone())));
+    }
+    let written = match changed {
+        false => None,
+        true => match store_status(ctx, &api, stream, status).await {
+            Ok(Ok(rv)) => Some(rv),
+            refused_or_failed => {
+                forget_pending(ctx, stream);
+                return refused_or_failed.map(|r| r.map(|_| ()));
+            }
+        },
+    };
+    if mark && !mark_first {
+        if let Some(rv) = written {
+            expect_write(ctx, stream, rv, Follows::Annotation);
+        }
+        mark_repository_checked(&api, &name).await?;
+    }
+    Ok(Ok(()))
+}
+
+/// Why a changed status cannot be stored without trying: over the budget even trimmed, or
+/// refused by the API server before unchanged.
+fn unstorable(
+    ctx: &Context,
+    stream: &ImageStream,
+    status: &ImageStreamStatus,
+    fit: &Fit,
+) -> Option<String> {
+    if let Fit::TooLarge { bytes } = fit {
+        let kib = bytes / 1024;
+        return Some(format!(
+            "{kib} KiB even with every tag's newest image alone"
+        ));
+    }
+    ctx.was_rejected(stream, status)
+        .then(|| "the API server refused it before".into())
+}
+
+/// Writes a changed status; `Err(why)` when the API server refuses it for its size.
 async fn store_status(
     ctx: &Context,
     api: &Api<ImageStream>,
     stream: &ImageStream,
     status: &ImageStreamStatus,
-    fit: &Fit,
 ) -> Result<Result<String, String>, Error> {
-    if let Fit::TooLarge { bytes } = fit {
-        let kib = bytes / 1024;
-        return Ok(Err(format!(
-            "{kib} KiB even with every tag's newest image alone"
-        )));
-    }
-    if ctx.was_rejected(stream, status) {
-        return Ok(Err("the API server refused it before".into()));
-    }
     match write_status(api, &stream.name_any(), status).await {
         Err(Error::Kube(e)) if rejected_for_size(&e) => {
             Ok(Err(format!("the API server refused it: {e}")))
@@ -473,24 +525,48 @@ fn rejected_for_size(e: &kube::Error) -> bool {
                 .any(|m| message.contains(m)))
 }
 
-/// Between our status write and our annotation patch, the stream exists in a version with the
-/// new status but without the repository-check annotation. Seen as is, that version reads as a
-/// request for a full re-import; the version our status write produced is therefore read with
-/// the annotation it is about to get, so no write's effect depends on the order of two.
+/// Between our two writes (status then annotation, or on a new stream annotation then status)
+/// the stream exists in a version that has one and lacks the other. Seen as is, that version
+/// reads as a request for a full re-import, or as tags never imported; it is therefore read with
+/// what the second write is about to add, so no write's effect depends on the order of two.
 fn settled(ctx: &Context, stream: Arc<ImageStream>) -> Arc<ImageStream> {
     let uid = stream.uid().unwrap_or_default();
     let mut pending = ctx.lock_pending_check();
-    let Some(rv) = pending.get(&uid) else {
+    let Some(p) = pending.get(&uid) else {
         return stream;
     };
-    if stream.resource_version().as_ref() != Some(rv) {
+    if stream.resource_version().as_ref() != Some(&p.resource_version) {
         pending.remove(&uid);
         return stream;
     }
     let mut view = (*stream).clone();
-    view.annotations_mut()
-        .insert(DOCKER_REPOSITORY_CHECK.into(), "pending".into());
+    match &p.follows {
+        Follows::Annotation => {
+            view.annotations_mut()
+                .insert(DOCKER_REPOSITORY_CHECK.into(), "pending".into());
+        }
+        Follows::Status(status) => view.status = Some((**status).clone()),
+    }
     Arc::new(view)
+}
+
+fn expect_write(ctx: &Context, stream: &ImageStream, resource_version: String, follows: Follows) {
+    if let Some(uid) = stream.uid() {
+        ctx.lock_pending_check().insert(
+            uid,
+            Pending {
+                resource_version,
+                follows,
+            },
+        );
+    }
+}
+
+/// The second write did not happen: the version between is what the stream is.
+fn forget_pending(ctx: &Context, stream: &ImageStream) {
+    if let Some(uid) = stream.uid() {
+        ctx.lock_pending_check().remove(&uid);
+    }
 }
 
 /// Only an import that covered every scheduled tag restarts the stream's interval: a retry of
@@ -801,14 +877,16 @@ async fn write_status(
     Ok(written.resource_version().unwrap_or_default())
 }
 
-async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<(), Error> {
+/// Returns the resourceVersion the patch produced.
+async fn mark_repository_checked(api: &Api<ImageStream>, name: &str) -> Result<String, Error> {
     let now = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     let patch = json!({ "metadata": { "annotations": { DOCKER_REPOSITORY_CHECK: now } } });
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let written = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(written.resource_version().unwrap_or_default())
 }
 
 /// Logs every change and publishes at most one Event for the whole reconcile, so the first
