@@ -344,7 +344,8 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
         .annotation(DOCKER_REPOSITORY_CHECK)
         .is_none_or(str::is_empty);
     let mark = (!outcomes.is_empty() || repository.is_some()) && (changed || check_missing);
-    if let Err(why) = write(&ctx, &stream, &status, changed, mark).await? {
+    let api: Api<ImageStream> = Api::namespaced(ctx.client.clone(), &namespace);
+    if let Err(why) = write(&ctx, &api, &stream, &status, changed, mark).await? {
         return Ok(not_written(&ctx, &stream, &status, why, &outcomes, throttled, now).await);
     }
     report_trim(&ctx, &stream, &old, &fit).await;
@@ -360,28 +361,30 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
 /// its size.
 async fn write(
     ctx: &Context,
+    api: &Api<ImageStream>,
     stream: &ImageStream,
     status: &ImageStreamStatus,
     changed: bool,
     mark: bool,
 ) -> Result<Result<(), String>, Error> {
     let name = stream.name_any();
-    let api: Api<ImageStream> =
-        Api::namespaced(ctx.client.clone(), &stream.namespace().unwrap_or_default());
     // A stream we have never written a status to is small: the annotation patch costs the API
     // server about half of what it costs once the status is there, and if the status write then
     // fails nothing is lost, since every tag still reads as never imported.
     let mark_first = mark && changed && stream.status.is_none();
     if mark_first {
-        let rv = mark_repository_checked(&api, &name).await?;
+        let rv = mark_repository_checked(api, &name).await?;
         expect_write(ctx, stream, rv, Follows::Status(Box::new(status.clone())));
     }
     let written = match changed {
         false => None,
-        true => match store_status(ctx, &api, stream, status).await {
+        true => match store_status(ctx, api, stream, status).await {
             Ok(Ok(rv)) => Some(rv),
             refused_or_failed => {
-                forget_pending(ctx, stream);
+                if mark_first {
+                    // The status that was to follow the annotation never came.
+                    forget_pending(ctx, stream);
+                }
                 return refused_or_failed.map(|r| r.map(|_| ()));
             }
         },
@@ -390,7 +393,7 @@ async fn write(
         if let Some(rv) = written {
             expect_write(ctx, stream, rv, Follows::Annotation);
         }
-        mark_repository_checked(&api, &name).await?;
+        mark_repository_checked(api, &name).await?;
     }
     Ok(Ok(()))
 }
@@ -562,7 +565,7 @@ fn expect_write(ctx: &Context, stream: &ImageStream, resource_version: String, f
     }
 }
 
-/// The second write did not happen: the version between is what the stream is.
+/// The status did not follow the annotation: the version between is what the stream is.
 fn forget_pending(ctx: &Context, stream: &ImageStream) {
     if let Some(uid) = stream.uid() {
         ctx.lock_pending_check().remove(&uid);
