@@ -723,3 +723,19 @@ async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
     .await;
     task.await.unwrap().expect("reconcile");
 }
+
+/// A hostile registry's `Retry-After: u64::MAX` reached the retry bookkeeping as a duration
+/// that overflowed `Instant` and panicked the operator on every restart. Now the tag reports
+/// the rate limit and the reconcile returns normally.
+#[tokio::test]
+async fn an_absurd_retry_after_is_reported_not_a_crash() {
+    let h = harness();
+    *h.resolver.answer.lock().unwrap() = Some(Err(RegistryError::RateLimited {
+        reference: "centos/python-35-centos7".into(),
+        retry_after: Some(Duration::MAX),
+    }));
+    let (requests, _) = run(h, stream(None, false, false), 3).await;
+    let condition = &requests[1].2["status"]["tags"][0]["conditions"][0];
+    assert_eq!(condition["reason"], "RateLimited");
+    assert_eq!(requests[2].2["type"], "Warning");
+}

@@ -7,6 +7,7 @@ mod consts;
 mod notified;
 mod reasons;
 mod stream;
+pub mod untrusted;
 pub mod update;
 
 pub use consts::*;

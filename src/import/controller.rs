@@ -1040,7 +1040,7 @@ fn record_retries(
                     id,
                     RetryState {
                         attempts,
-                        not_before: now + delay,
+                        not_before: crate::api::untrusted::later(now, delay),
                     },
                 );
             }

@@ -15,6 +15,7 @@ use super::http::{
 };
 use super::metrics::RegistryMetrics;
 use super::policy::RegistryPolicy;
+use crate::api::untrusted;
 
 const MAX_TOKEN_BODY: usize = 64 * 1024;
 /// The token lifetime the distribution spec assumes when the server names none.
@@ -173,7 +174,7 @@ impl Auth {
             .fetch_token(client, ep, realm, service, &key.scope)
             .await?;
         // Renew a little early so a token never expires between check and use.
-        let expires = now + lifetime.mul_f64(0.9);
+        let expires = untrusted::later(now, lifetime.mul_f64(0.9));
         let header = bearer_header(&token)?;
         self.tokens.insert(key, token, expires);
         Ok(header)

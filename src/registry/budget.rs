@@ -8,6 +8,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::http::HttpError;
+use crate::api::untrusted;
 
 /// The longest registry pause (`Retry-After` of a 429) a request waits out instead of failing.
 const MAX_PAUSE_WAIT: Duration = Duration::from_secs(10);
@@ -107,9 +108,15 @@ impl Gate {
         self.limiter.until_ready().await;
     }
 
-    /// Leaves the registry alone for `pause` (after a 429).
+    /// Leaves the registry alone for `pause` (after a 429), at most an hour.
     pub(super) fn pause(&self, pause: Duration) {
-        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + pause);
+        let until = untrusted::later(Instant::now(), pause);
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+    }
+
+    /// Whether a 429's pause is in force: the registry's state must outlive it.
+    pub(super) fn is_paused(&self) -> bool {
+        self.paused_for().is_some()
     }
 
     /// A short pause (a registry's `Retry-After` of a few seconds) is waited out: failing every
@@ -128,11 +135,13 @@ impl Gate {
     fn paused_for(&self) -> Option<Duration> {
         let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
         match *paused {
-            Some(until) if until > Instant::now() => Some(until - Instant::now()),
-            Some(_) => {
-                *paused = None;
-                None
-            }
+            Some(until) => match until.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    *paused = None;
+                    None
+                }
+            },
             None => None,
         }
     }
@@ -163,5 +172,20 @@ mod tests {
         assert!(Budget::parse_flag("quay.io").is_err());
         assert!(Budget::parse_flag("quay.io=0").is_err());
         assert!(Budget::parse_flag("quay.io=1:2:3:4").is_err());
+    }
+
+    /// A registry's absurd `Retry-After` (the header parse clamps it too) cannot overflow the
+    /// clock here: the pause is an hour, and the next request fails fast instead of waiting.
+    #[tokio::test]
+    async fn an_absurd_pause_is_an_hour_and_fails_fast() {
+        let gate = Gate::new(Budget::DEFAULT);
+        gate.pause(Duration::MAX);
+        assert!(gate.is_paused());
+        match gate.wait_out_pause().await {
+            Err(HttpError::Paused { retry_after }) => {
+                assert!(retry_after <= untrusted::MAX_DELAY, "{retry_after:?}")
+            }
+            other => panic!("expected a pause, got {other:?}"),
+        }
     }
 }

@@ -8,9 +8,14 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::credentials::Credential;
+use crate::api::untrusted;
 
 /// Error bodies are read only this far: enough for a distribution error envelope.
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Distribution error codes kept from one envelope, and the length of each: real ones are a
+/// handful of short upper-case words.
+const MAX_ERROR_CODES: usize = 8;
+const MAX_ERROR_CODE: usize = 64;
 /// Where a request goes: one repository on one registry, with one transport and credential.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -74,16 +79,24 @@ impl HttpError {
     }
 }
 
-/// `Retry-After` in delta-seconds or as an HTTP date.
+/// `Retry-After` in delta-seconds or as an HTTP date, at most [`untrusted::MAX_DELAY`]: a
+/// registry that asks for centuries is asked again in an hour, and nothing downstream meets a
+/// duration that overflows the clock.
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate(value)?;
-    let now = jiff::Timestamp::now();
-    let secs = when.as_second() - now.as_second();
-    Some(Duration::from_secs(secs.max(0) as u64))
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs,
+        // Longer than any u64 ("99999999999999999999999") is still a number of seconds.
+        Err(_) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+        Err(_) => {
+            let when = httpdate(value)?;
+            let secs = when
+                .as_second()
+                .saturating_sub(jiff::Timestamp::now().as_second());
+            u64::try_from(secs).unwrap_or(0)
+        }
+    };
+    Some(untrusted::bounded(Duration::from_secs(secs)))
 }
 
 fn httpdate(value: &str) -> Option<jiff::Timestamp> {
@@ -129,18 +142,24 @@ pub(super) fn error_envelope(body: &[u8]) -> (Vec<String>, String) {
                 .filter(|m| !m.is_empty())
                 .collect::<Vec<_>>()
                 .join("; ");
-            (e.errors.into_iter().map(|x| x.code).collect(), message)
+            let codes = e
+                .errors
+                .iter()
+                .take(MAX_ERROR_CODES)
+                .map(|x| untrusted::clean(&x.code, MAX_ERROR_CODE))
+                .collect();
+            (codes, untrusted::clean(&message, untrusted::MAX_TEXT))
         }
         _ => {
             let text = String::from_utf8_lossy(body);
-            let text: String = text.trim().chars().take(200).collect();
-            (Vec::new(), text)
+            (Vec::new(), untrusted::clean(text.trim(), 200))
         }
     }
 }
 
 pub(super) fn transport_error(e: reqwest::Error) -> HttpError {
-    let detail = error_chain(&e);
+    // The chain can carry a registry's words (a bad header, a TLS alert's text).
+    let detail = untrusted::clean(&error_chain(&e), untrusted::MAX_TEXT);
     let lower = detail.to_ascii_lowercase();
     HttpError::Transport {
         connect: e.is_connect(),
@@ -186,6 +205,23 @@ mod tests {
                 let _ = error_envelope(&body);
                 let _ = error_envelope(format!("{{\"errors\":[{json}]}}").as_bytes());
             }
+
+            /// Any `Retry-After` — u64::MAX, longer numbers, dates far away, garbage — is at
+            /// most an hour, and the deadline built from it never overflows.
+            #[test]
+            fn retry_after_is_bounded(secs in any::<u64>(), garbage in "[0-9A-Za-z ,:-]{0,40}", year in 1i16..9999) {
+                let date = format!("Wed, 21 Oct {year:04} 07:28:00 GMT");
+                for value in [secs.to_string(), format!("{secs}{secs}"), garbage, date] {
+                    let mut h = HeaderMap::new();
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        h.insert(RETRY_AFTER, v);
+                    }
+                    if let Some(d) = retry_after(&h) {
+                        prop_assert!(d <= untrusted::MAX_DELAY, "{value}: {d:?}");
+                        let _ = untrusted::later(std::time::Instant::now(), d);
+                    }
+                }
+            }
         }
     }
 
@@ -201,6 +237,16 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&h), Some(untrusted::MAX_DELAY));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("184467440737095516150000"),
+        );
+        assert_eq!(retry_after(&h), Some(untrusted::MAX_DELAY));
     }
 
     #[test]

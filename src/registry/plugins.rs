@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use super::credentials::{hex, Credential, Identity};
 use super::providers::{self, Pattern, ProviderConfig, TokenAttributes};
+use crate::api::untrusted;
 use crate::api::CREDENTIAL_SERVICE_ACCOUNT;
 
 /// The kubelet's own limit for one plugin run.
@@ -352,7 +353,7 @@ impl Plugin {
         if duration.is_zero() {
             return;
         }
-        let mut expires = Instant::now() + duration;
+        let mut expires = untrusted::later(Instant::now(), duration);
         if let Some(until) = caller.until {
             expires = expires.min(until);
         }
@@ -453,8 +454,8 @@ impl Plugin {
                 .into_iter()
                 .filter(|(k, _)| wanted(k))
                 .collect(),
-            renew_at: now + valid.mul_f64(0.8),
-            expires: now + valid,
+            renew_at: untrusted::later(now, valid.mul_f64(0.8)),
+            expires: untrusted::later(now, valid),
         };
         self.state().tokens.insert(at, minted.clone());
         Ok(minted)

@@ -55,10 +55,29 @@ impl Default for TransportConfig {
     }
 }
 
+/// Registries remembered before idle ones are forgotten: a tenant can name any number of hosts.
+const SWEEP_REGISTRIES_ABOVE: usize = 256;
+/// How long a registry's state outlives its last request.
+const REGISTRY_IDLE: Duration = Duration::from_secs(600);
+
 /// What the transport knows of one registry: its budget in force and how it wants to be asked.
 struct RegistryState {
     gate: Gate,
     challenge: Mutex<Option<Challenge>>,
+    last_used: Mutex<Instant>,
+}
+
+impl RegistryState {
+    /// Forgetting it loses nothing: no request holds it, no pause is in force, and it has been
+    /// idle long enough that its budget's bucket is full again.
+    fn forgettable(self: &Arc<Self>, now: Instant) -> bool {
+        let idle = now.saturating_duration_since(*lock(&self.last_used));
+        Arc::strong_count(self) == 1 && !self.gate.is_paused() && idle >= REGISTRY_IDLE
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct Transport {
@@ -93,21 +112,33 @@ impl Transport {
     }
 
     fn state(&self, registry: &str) -> Arc<RegistryState> {
-        let mut map = self.registries.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(registry.to_string())
-            .or_insert_with(|| {
-                let budget = self
-                    .config
-                    .budgets
-                    .get(registry)
-                    .copied()
-                    .unwrap_or(Budget::DEFAULT);
-                Arc::new(RegistryState {
-                    gate: Gate::new(budget),
-                    challenge: Mutex::new(None),
-                })
-            })
-            .clone()
+        let now = Instant::now();
+        let mut map = lock(&self.registries);
+        if let Some(state) = map.get(registry) {
+            *lock(&state.last_used) = now;
+            return state.clone();
+        }
+        if map.len() >= SWEEP_REGISTRIES_ABOVE {
+            map.retain(|_, state| !state.forgettable(now));
+        }
+        let budget = self
+            .config
+            .budgets
+            .get(registry)
+            .copied()
+            .unwrap_or(Budget::DEFAULT);
+        let state = Arc::new(RegistryState {
+            gate: Gate::new(budget),
+            challenge: Mutex::new(None),
+            last_used: Mutex::new(now),
+        });
+        map.insert(registry.to_string(), state.clone());
+        state
+    }
+
+    /// Registries whose state is held now (idle ones are forgotten as new ones arrive).
+    pub fn registries_known(&self) -> usize {
+        lock(&self.registries).len()
     }
 
     /// Sends one request with auth, budget and pause handling. Non-2xx answers become errors.
