@@ -1,8 +1,9 @@
 //! The resolver: one HEAD per unchanged tag — when the HEAD digest equals what the tag's status
 //! already records, the check is done, whatever any cache holds. A GET of the manifest and
-//! config blob only for digests the tag did not have; those are cached by digest (immutable) in
-//! caches bounded in bytes, purely to save requests when many tags share an image. Identical
-//! concurrent requests share one flight.
+//! config blob only for digests the tag did not have; those are cached (immutable) in caches
+//! bounded in bytes, purely to save requests when many tags share an image, and keyed by the
+//! endpoint and credential that served them, so a hit never crosses a trust boundary.
+//! Identical concurrent requests share one flight.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -424,7 +425,8 @@ impl Inner {
         digest: &str,
         body: Option<(Bytes, String)>,
     ) -> Result<Arc<Parsed>, HttpError> {
-        if let Some(hit) = self.lock_manifests().get(digest).cloned() {
+        let key = content_key(ep, digest);
+        if let Some(hit) = self.lock_manifests().get(&key).cloned() {
             return Ok(hit);
         }
         let (body, media_type) = match body {
@@ -439,8 +441,7 @@ impl Inner {
             }
         };
         let parsed = Arc::new(parse_manifest(&body, &media_type)?);
-        self.lock_manifests()
-            .put(digest.to_string(), parsed.clone(), body.len());
+        self.lock_manifests().put(key, parsed.clone(), body.len());
         Ok(parsed)
     }
 
@@ -450,7 +451,8 @@ impl Inner {
         digest: &str,
         parsed: &Parsed,
     ) -> Result<ImageDetails, HttpError> {
-        if let Some(hit) = self.lock_details().get(digest).cloned() {
+        let key = content_key(ep, digest);
+        if let Some(hit) = self.lock_details().get(&key).cloned() {
             return Ok(hit);
         }
         let Parsed::Image {
@@ -478,8 +480,7 @@ impl Inner {
             apply_config(&mut details, &blob)?;
         }
         let weight = serde_json::to_vec(&details).map_or(0, |v| v.len());
-        self.lock_details()
-            .put(digest.to_string(), details.clone(), weight);
+        self.lock_details().put(key, details.clone(), weight);
         Ok(details)
     }
 
@@ -504,6 +505,19 @@ impl Inner {
     fn lock_details(&self) -> std::sync::MutexGuard<'_, ByteLru<ImageDetails>> {
         self.details.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Where cached content may be reused: only by the endpoint — registry, repository and
+/// credential — that served it by digest before. A digest alone proves nothing: any registry
+/// can answer a HEAD with a digest it learned elsewhere, and must not be handed the content
+/// another tenant's credential fetched.
+fn content_key(ep: &Endpoint, digest: &str) -> String {
+    let credential = ep
+        .credential
+        .as_ref()
+        .map(Credential::fingerprint)
+        .unwrap_or_default();
+    format!("{}\0{}\0{credential}\0{digest}", ep.registry, ep.repository)
 }
 
 /// The image as credential providers see it (the kubelet's): `registry[:port]/repository`,
