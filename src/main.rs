@@ -161,9 +161,15 @@ struct RunArgs {
     /// Streams reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
-    /// Log format: text or json. The level comes from RUST_LOG (default info).
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format. The level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -174,8 +180,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+        "m" => n
+            .checked_mul(60)
+            .ok_or_else(|| format!("{s:?} is too long"))?,
+        "h" => n
+            .checked_mul(3600)
+            .ok_or_else(|| format!("{s:?} is too long"))?,
         _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
     };
     Ok(Duration::from_secs(secs))
@@ -209,7 +219,7 @@ fn notify_config(args: &RunArgs) -> anyhow::Result<imagestream_operator::notify:
     })
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal, never escape codes in a log file or collector.
@@ -217,7 +227,7 @@ fn init_logging(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi);
-    if format == "json" {
+    if format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -269,11 +279,12 @@ impl Metrics {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
+    init_logging(args.log_format);
     let metrics = Metrics::new();
     // Flags are checked before anything starts, whether or not the endpoint serves them.
     let mut notify = notify_config(&args)?;
     notify.metrics = metrics.notify.clone();
+    policy(&args).validate().map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     let resolver =
         RegistryResolver::with_metrics(resolver_config(&args, &client)?, metrics.registry.clone())
@@ -371,16 +382,20 @@ async fn controllers(
 }
 
 /// The registry side: platform defaults, allow/block/insecure lists, budgets, extra CAs.
+fn policy(args: &RunArgs) -> RegistryPolicy {
+    RegistryPolicy {
+        insecure: args.insecure_registries.clone(),
+        allowed: args.allowed_registries.clone(),
+        blocked: args.blocked_registries.clone(),
+    }
+}
+
 fn resolver_config(args: &RunArgs, client: &kube::Client) -> anyhow::Result<ResolverConfig> {
     let (default_os, default_arch) = args
         .default_platform
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
-    let mut config = ResolverConfig::with_policy(RegistryPolicy {
-        insecure: args.insecure_registries.clone(),
-        allowed: args.allowed_registries.clone(),
-        blocked: args.blocked_registries.clone(),
-    });
+    let mut config = ResolverConfig::with_policy(policy(args));
     config.default_os = default_os.into();
     config.default_arch = default_arch.into();
     // An empty value (e.g. REGISTRY_BUDGETS="" from a template) means no override.

@@ -135,3 +135,200 @@ async fn a_head_with_another_tenants_digest_reveals_nothing() {
         .await;
     assert!(anonymous.is_err(), "{anonymous:?}");
 }
+
+/// A listener on `ip` that counts the connections it accepts and answers none.
+fn counting_listener(ip: &str) -> (u16, Arc<AtomicUsize>) {
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+fn blocking(blocked: &[&str]) -> RegistryPolicy {
+    RegistryPolicy {
+        // Insecure, so the plain-HTTP fallback is tried too: it must be refused as well.
+        insecure: vec!["127.0.0.0/8".into(), "localhost".into()],
+        blocked: blocked.iter().map(|b| b.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// `--blocked-registries 127.0.0.2/32` let four of five spellings of that address through.
+/// Every spelling, and a name that resolves to a blocked address, is now refused before any
+/// connection: the listener behind them is never contacted.
+#[tokio::test]
+async fn no_spelling_or_name_reaches_a_blocked_address() {
+    install_crypto();
+    let (port, contacted) = counting_listener("127.0.0.2");
+    let r = resolver(blocking(&["127.0.0.2/32"]));
+    for host in [
+        "127.0.0.2",
+        "2130706434",
+        "0x7f000002",
+        "0177.0.0.2",
+        "127.2",
+        "[::ffff:127.0.0.2]",
+    ] {
+        // (IPv6 hosts are not image references; the realm test below covers them.)
+        let reference = format!("{host}:{port}/app:1");
+        let err = match ImageRef::parse(&reference) {
+            Ok(_) => r.resolve(request(&reference, Keyring::default())).await,
+            // A spelling the reference grammar refuses never reaches the network either.
+            Err(_) => continue,
+        }
+        .unwrap_err();
+        assert_eq!(err.reason(), "Forbidden", "{reference}: {err}");
+    }
+    let (local_port, local_contacted) = counting_listener("127.0.0.1");
+    let r = resolver(blocking(&["127.0.0.0/8", "::1"]));
+    let reference = format!("localhost:{local_port}/app:1");
+    let err = r
+        .resolve(request(&reference, Keyring::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "Forbidden", "{err}");
+    assert!(err.to_string().contains("refused addresses"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(contacted.load(Ordering::SeqCst), 0);
+    assert_eq!(local_contacted.load(Ordering::SeqCst), 0);
+}
+
+/// A registry that challenges with a token realm of the tenant's choosing.
+fn challenging(realm: String) -> (String, Arc<AtomicUsize>) {
+    fake(move |_| {
+        (
+            "401 Unauthorized".into(),
+            vec![(
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{realm}\",service=\"x\""),
+            )],
+            br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.to_vec(),
+        )
+    })
+}
+
+/// A token realm is a host like any other: a blocked address in any spelling is refused before
+/// the connection, and an internal service's error body never reaches the tenant's condition.
+#[tokio::test]
+async fn token_realms_pass_the_address_policy_and_their_bodies_stay_inside() {
+    install_crypto();
+    let (port, contacted) = counting_listener("127.0.0.2");
+    let r = resolver(blocking(&["127.0.0.2/32"]));
+    for host in [
+        "2130706434",
+        "0x7f000002",
+        "127.2",
+        "[::ffff:127.0.0.2]",
+        "[::ffff:7f00:2]",
+    ] {
+        let (registry, _) = challenging(format!("http://{host}:{port}/token"));
+        let err = r
+            .resolve(request(&format!("{registry}/app:1"), Keyring::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "Forbidden", "{host}: {err}");
+    }
+    assert_eq!(contacted.load(Ordering::SeqCst), 0);
+
+    let (internal, asked) = fake(|_| {
+        (
+            "500 Internal Server Error".into(),
+            vec![],
+            b"db_password=hunter2 internal stack trace".to_vec(),
+        )
+    });
+    let (registry, _) = challenging(format!("http://{internal}/token"));
+    let err = r
+        .resolve(request(&format!("{registry}/app:1"), Keyring::default()))
+        .await
+        .unwrap_err();
+    assert!(asked.load(Ordering::SeqCst) > 0, "the realm was asked");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+}
+
+/// A TLS registry on 127.0.0.1 with a certificate the resolver trusts, answering every request
+/// with `answer(path)`; returns the resolver and the registry's address.
+async fn tls_registry(
+    answer: impl Fn(&str) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> (RegistryResolver, String) {
+    use imagestream_operator::admission::server::{generate, serve_router, Certificate};
+    let cert = generate(&["127.0.0.1".to_string()]).unwrap();
+    let Certificate::Generated { cert_pem, .. } = &cert else {
+        unreachable!()
+    };
+    let mut config = ResolverConfig::default();
+    config.transport.extra_roots =
+        vec![reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()];
+    let port = common::free_port();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let answer = answer.clone();
+        async move { answer(req.uri().path()) }
+    });
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::spawn(serve_router(addr, cert, app));
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (RegistryResolver::new(config).unwrap(), addr.to_string())
+}
+
+fn reply(status: u16, headers: &[(&'static str, String)]) -> axum::response::Response {
+    let mut r = axum::response::Response::new(axum::body::Body::empty());
+    *r.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
+    for (k, v) in headers {
+        r.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    r
+}
+
+/// A TLS-verified registry whose challenge names an `http://` realm got the pull secret's
+/// password as Basic over plain HTTP. The realm is now refused unless the registry is marked
+/// insecure, and the plain-HTTP server never sees a request.
+#[tokio::test]
+async fn credentials_never_go_to_a_plain_http_realm_of_a_verified_registry() {
+    install_crypto();
+    let (cleartext, asked) = fake(|_| ("200 OK".into(), vec![], br#"{"token":"t"}"#.to_vec()));
+    let realm = format!("http://{cleartext}/token");
+    let (r, registry) = tls_registry(move |_| {
+        reply(
+            401,
+            &[("www-authenticate", format!("Bearer realm=\"{realm}\""))],
+        )
+    })
+    .await;
+    let mut req = request(
+        &format!("{registry}/app:1"),
+        keyring_for(&registry, "alice", "s3cret"),
+    );
+    req.insecure = false;
+    let err = r.resolve(req).await.unwrap_err();
+    assert_eq!(err.reason(), "Forbidden", "{err}");
+    assert!(err.to_string().contains("not HTTPS"), "{err}");
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+}
+
+/// Nor does a verified registry's redirect to plain HTTP get followed.
+#[tokio::test]
+async fn a_verified_registry_cannot_redirect_to_plain_http() {
+    install_crypto();
+    let (cleartext, asked) = fake(|_| ("200 OK".into(), vec![], b"{}".to_vec()));
+    let target = format!("http://{cleartext}/elsewhere");
+    let (r, registry) = tls_registry(move |_| reply(307, &[("location", target.clone())])).await;
+    let mut req = request(&format!("{registry}/app:1"), Keyring::default());
+    req.insecure = false;
+    let err = r.resolve(req).await.unwrap_err();
+    assert!(err.to_string().contains("plain HTTP"), "{err}");
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+}

@@ -10,11 +10,9 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 use super::credentials::Credential;
-use super::http::{
-    read_limited, retry_after, transport_error, Endpoint, HttpError, MAX_ERROR_BODY,
-};
+use super::http::{read_limited, retry_after, transport_error, Endpoint, HttpError};
 use super::metrics::RegistryMetrics;
-use super::policy::RegistryPolicy;
+use super::policy::{same_host, RegistryPolicy};
 use crate::api::untrusted;
 
 const MAX_TOKEN_BODY: usize = 64 * 1024;
@@ -188,21 +186,7 @@ impl Auth {
         service: Option<&str>,
         scope: &str,
     ) -> Result<(String, Duration), HttpError> {
-        let url = reqwest::Url::parse(realm)
-            .map_err(|e| HttpError::Malformed(format!("token realm {realm:?}: {e}")))?;
-        let realm_host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => {
-                return Err(HttpError::Malformed(format!(
-                    "token realm {realm:?} has no host"
-                )))
-            }
-        };
-        // The realm comes from the registry, which a tenant may control.
-        self.policy
-            .check_blocked(&realm_host)
-            .map_err(|e| HttpError::Refused(format!("token realm: {e}")))?;
+        let (url, realm_host) = self.checked_realm(ep, realm)?;
         let mut query = vec![("scope", scope)];
         if let Some(s) = service {
             query.push(("service", s));
@@ -222,20 +206,63 @@ impl Auth {
         let response = result.map_err(transport_error)?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after = retry_after(response.headers());
-            let body = read_limited(response, MAX_ERROR_BODY)
-                .await
-                .unwrap_or_default();
+            // The body is the token server's, possibly an internal service a tenant aimed the
+            // realm at: it is never reflected into tenant-readable conditions or Events.
             return Err(HttpError::Status {
                 code: status.as_u16(),
                 codes: Vec::new(),
-                message: format!("token server: {}", String::from_utf8_lossy(&body).trim()),
-                retry_after,
+                message: format!("the token server answered HTTP {}", status.as_u16()),
+                retry_after: retry_after(response.headers()),
             });
         }
         let body = read_limited(response, MAX_TOKEN_BODY).await?;
         self.metrics.record_bytes(&realm_host, body.len());
         parse_token_response(&body)
+    }
+}
+
+impl Auth {
+    /// The realm's URL and `host[:port]`, if the policy lets the operator go there with this
+    /// endpoint's credentials. The realm comes from the registry, which a tenant may control: a
+    /// realm on another host passes the same policy as a registry (allow and block lists; its
+    /// addresses are checked again when resolved), and plain HTTP is for insecure registries
+    /// only, so a password never crosses the network in clear text unasked.
+    fn checked_realm(
+        &self,
+        ep: &Endpoint,
+        realm: &str,
+    ) -> Result<(reqwest::Url, String), HttpError> {
+        let shown = || untrusted::clean(realm, 256);
+        let url = reqwest::Url::parse(realm)
+            .map_err(|e| HttpError::Malformed(format!("token realm {:?}: {e}", shown())))?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => {
+                return Err(HttpError::Malformed(format!(
+                    "token realm {:?} has no host",
+                    shown()
+                )))
+            }
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if ep.skip_verify => {}
+            _ => {
+                return Err(HttpError::Refused(format!(
+                    "the registry's token realm {:?} is not HTTPS, and credentials are never sent \
+                     in clear text: fix the registry's auth configuration, or, if plain HTTP is \
+                     acceptable there, mark the registry insecure",
+                    shown()
+                )))
+            }
+        }
+        let checked = match same_host(&realm_host, &ep.registry) {
+            true => self.policy.check_blocked(&realm_host),
+            false => self.policy.check_registry(&realm_host),
+        };
+        checked.map_err(|e| HttpError::Refused(format!("token realm: {e}")))?;
+        Ok((url, realm_host))
     }
 }
 

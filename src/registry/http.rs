@@ -8,6 +8,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::credentials::Credential;
+use super::policy::AddressRefused;
 use crate::api::untrusted;
 
 /// Error bodies are read only this far: enough for a distribution error envelope.
@@ -158,6 +159,9 @@ pub(super) fn error_envelope(body: &[u8]) -> (Vec<String>, String) {
 }
 
 pub(super) fn transport_error(e: reqwest::Error) -> HttpError {
+    if let Some(refused) = refused_address(&e) {
+        return HttpError::Refused(refused);
+    }
     // The chain can carry a registry's words (a bad header, a TLS alert's text).
     let detail = untrusted::clean(&error_chain(&e), untrusted::MAX_TEXT);
     let lower = detail.to_ascii_lowercase();
@@ -171,6 +175,18 @@ pub(super) fn transport_error(e: reqwest::Error) -> HttpError {
             || lower.contains("wrong version number"),
         detail,
     }
+}
+
+/// The policy's refusal, when the resolver refused every address of the host.
+fn refused_address(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<AddressRefused>() {
+            return Some(refused.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

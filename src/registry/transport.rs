@@ -21,7 +21,7 @@ use super::credentials::hex;
 use super::http::{error_envelope, read_limited, retry_after, transport_error, MAX_ERROR_BODY};
 pub use super::http::{Endpoint, HttpError};
 use super::metrics::RegistryMetrics;
-use super::policy::RegistryPolicy;
+use super::policy::{GuardedResolver, RegistryPolicy};
 
 /// A page of a tag list: thousands of tags, far below this.
 const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -396,15 +396,29 @@ fn client(config: &TransportConfig, skip_verify: bool) -> Result<reqwest::Client
         if let Err(e) = policy.check_blocked(&target) {
             return attempt.error(format!("redirect refused: {e}"));
         }
+        // Only a registry marked insecure may be followed from HTTPS to plain HTTP.
+        let from_https = attempt
+            .previous()
+            .last()
+            .is_some_and(|u| u.scheme() == "https");
+        if !skip_verify && from_https && attempt.url().scheme() != "https" {
+            return attempt.error(
+                "redirect refused: from HTTPS to plain HTTP, which only a registry marked insecure may do",
+            );
+        }
         if attempt.previous().len() >= 5 {
             return attempt.error("too many redirects");
         }
         attempt.follow()
     });
+    let resolver = Arc::new(GuardedResolver {
+        policy: config.policy.clone(),
+    });
     let mut builder = reqwest::Client::builder()
         .timeout(config.timeout)
         .connect_timeout(config.timeout)
         .redirect(redirects)
+        .dns_resolver(resolver)
         .user_agent(concat!("imagestream-operator/", env!("CARGO_PKG_VERSION")))
         // As many idle connections per registry as its budget lets requests run at once: fewer
         // would close and reopen connections on every burst, more would sit idle.
