@@ -739,3 +739,34 @@ async fn an_absurd_retry_after_is_reported_not_a_crash() {
     assert_eq!(condition["reason"], "RateLimited");
     assert_eq!(requests[2].2["type"], "Warning");
 }
+
+/// A stream stored with more spec tags than the CRD now allows is not a request per tag: the
+/// first `MAX_SPEC_TAGS` are imported, the rest carry a condition saying what to do.
+#[tokio::test]
+async fn tags_past_the_limit_get_a_condition_not_a_request() {
+    let h = harness();
+    *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let mut s = stream(None, false, false);
+    let template = s.spec_tags()[0].clone();
+    s.spec.tags = Some(
+        (0..=MAX_SPEC_TAGS)
+            .map(|i| TagReference {
+                name: format!("t{i:04}"),
+                ..template.clone()
+            })
+            .collect(),
+    );
+    let (requests, resolver) = run(h, s, 3).await;
+    assert_eq!(resolver.asked.lock().unwrap().len(), MAX_SPEC_TAGS);
+    let tags = requests[1].2["status"]["tags"].as_array().unwrap();
+    let last = tags
+        .iter()
+        .find(|t| t["tag"] == format!("t{MAX_SPEC_TAGS:04}"))
+        .unwrap();
+    let condition = &last["conditions"][0];
+    assert_eq!(condition["reason"], "Invalid", "{last}");
+    assert!(condition["message"]
+        .as_str()
+        .unwrap()
+        .contains("into another ImageStream"));
+}

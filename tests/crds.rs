@@ -24,6 +24,16 @@ fn committed_crd_matches_the_types() {
     );
 }
 
+/// The API server refuses streams with more spec tags than the controller imports.
+#[test]
+fn spec_tags_are_capped_at_what_the_controller_imports() {
+    let max = &schema()["properties"]["spec"]["properties"]["tags"]["maxItems"];
+    assert_eq!(
+        max.as_u64(),
+        Some(imagestream_operator::api::MAX_SPEC_TAGS as u64)
+    );
+}
+
 /// Structural validation as the API server does it for a CRD: `metadata` is the API server's,
 /// not the schema's, so it is skipped.
 fn structural(value: &Value, schema: &Value, path: &str, errors: &mut Vec<String>) {

@@ -332,3 +332,89 @@ async fn a_verified_registry_cannot_redirect_to_plain_http() {
     assert!(err.to_string().contains("plain HTTP"), "{err}");
     assert_eq!(asked.load(Ordering::SeqCst), 0);
 }
+
+fn tenant(namespace: &str) -> Keyring {
+    Keyring::default().with_identity(imagestream_operator::registry::credentials::Identity {
+        namespace: namespace.into(),
+        service_account: "default".into(),
+    })
+}
+
+/// A registry that announces a 3.9 MiB manifest and sends it slowly.
+fn slow_manifest() -> String {
+    common::spawn_server(|mut stream| async move {
+        use tokio::io::AsyncWriteExt;
+        let Some(head) = read_head(&mut stream).await else {
+            return;
+        };
+        if head.method == "HEAD" {
+            // No digest: the operator must GET the manifest to learn it.
+            respond(&mut stream, "200 OK", &[], b"").await;
+            return;
+        }
+        let len = 3_900_000;
+        let _ = stream
+            .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: {len}\r\n\r\n").as_bytes())
+            .await;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..len / chunk.len() {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        }
+    })
+}
+
+/// One namespace's stream with 100 tags on 100 hosts, each serving a 3.9 MiB manifest slowly,
+/// took the operator from 21 to 454 MiB. Now that namespace holds at most its share of the
+/// response buffer (16 MiB), the transport forgets idle hosts, and another namespace's import
+/// from a real registry goes through meanwhile.
+#[tokio::test]
+async fn slow_huge_hosts_hold_one_share_of_memory_and_starve_no_one() {
+    install_crypto();
+    let Some(honest) = Registry::start(None).await else {
+        return;
+    };
+    let digest = honest.push_image("team-b/app", "v1", "b", true).await;
+    let mut config = ResolverConfig::default();
+    config.transport.timeout = std::time::Duration::from_secs(2);
+    config.transport.policy = Arc::new(RegistryPolicy {
+        insecure: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
+    let r = RegistryResolver::new(config).unwrap();
+    // 48 hosts are three times the namespace's request share: enough to show the bound
+    // without making the test wait for a hundred time-outs.
+    let attacks: Vec<_> = (0..48)
+        .map(|i| {
+            let host = slow_manifest();
+            let r = r.clone();
+            async move {
+                let req = request(&format!("{host}/evil/app:{i}"), tenant("team-a"));
+                r.resolve(req).await
+            }
+        })
+        .collect();
+    let attack = tokio::spawn(futures::future::join_all(attacks));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let b = r
+        .resolve(request(
+            &format!("{}/team-b/app:v1", honest.addr),
+            tenant("team-b"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(b.digest, digest);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "team-b waited {:?} behind team-a's registries",
+        started.elapsed()
+    );
+    let results = attack.await.unwrap();
+    assert!(results.iter().all(|r| r.is_err()));
+    let peak = r.peak_buffered_bytes();
+    assert!(peak <= 16 * 1024 * 1024, "peak buffered {peak} bytes");
+    assert!(peak >= 3_900_000, "the attack was buffered at all: {peak}");
+}

@@ -23,3 +23,8 @@ pub const RESOLVE_NAMES: &str = "alpha.image.policy.openshift.io/resolve-names";
 pub const IMPORT_SUCCESS: &str = "ImportSuccess";
 
 pub const DEFAULT_TAG: &str = "latest";
+
+/// Spec tags per stream: the CRD's `maxItems`, and what the import controller imports of a
+/// stream stored before that limit (the rest get a condition). One tenant's stream must not
+/// turn into an unbounded number of registry requests per reconcile.
+pub const MAX_SPEC_TAGS: usize = 1000;

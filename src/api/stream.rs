@@ -43,9 +43,9 @@ pub struct ImageStreamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxLength" = 1024))]
     pub docker_image_repository: Option<String>,
-    /// The tags this stream tracks, keyed by name.
+    /// The tags this stream tracks, keyed by name; at most 1,000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"], "maxItems" = 1000))]
     pub tags: Option<Vec<TagReference>>,
 }
 

@@ -25,7 +25,7 @@ use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::{
     field_manager, reason, ImageStream, ImageStreamStatus, TagReference,
     CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT, DOCKER_REPOSITORY_CHECK,
-    PREFER_ARCH, PREFER_OS,
+    MAX_SPEC_TAGS, PREFER_ARCH, PREFER_OS,
 };
 use crate::ops::events::EventRecorder;
 use crate::registry::credentials::{Identity, DOCKER_CFG, DOCKER_CONFIG_JSON};
@@ -663,7 +663,9 @@ async fn import(
 ) -> BTreeMap<String, Outcome> {
     let requests = plan.iter().filter_map(|(tag, cause)| {
         let spec = stream.spec_tag(tag)?;
-        let request = request_for(stream, spec, keyring).map(|mut r| {
+        let request =
+            within_tag_limit(stream, spec).and_then(|()| request_for(stream, spec, keyring));
+        let request = request.map(|mut r| {
             // A user's request or a changed spec always fetches; background checks of a tag
             // whose image is unchanged stop at the HEAD.
             if cause.is_background() {
@@ -799,6 +801,27 @@ fn repository_import_due(stream: &ImageStream) -> Option<String> {
         .and_then(|s| s.repository.as_ref())
         .map(|r| r.from.as_str());
     (check_missing || last != Some(from.as_str())).then_some(from)
+}
+
+/// Only the first [`MAX_SPEC_TAGS`] spec tags are imported; a stream stored before the CRD
+/// had that limit gets a condition on the others instead of a request each.
+fn within_tag_limit(stream: &ImageStream, tag: &TagReference) -> Result<(), RegistryError> {
+    let tags = stream.spec_tags();
+    if tags.len() <= MAX_SPEC_TAGS || tags[..MAX_SPEC_TAGS].iter().any(|t| t.name == tag.name) {
+        return Ok(());
+    }
+    Err(RegistryError::Invalid {
+        reference: tag
+            .from
+            .as_ref()
+            .map(|f| f.name.clone())
+            .unwrap_or_default(),
+        detail: format!(
+            "the stream has {} spec tags and at most {MAX_SPEC_TAGS} are imported; move tags \
+             past the first {MAX_SPEC_TAGS} into another ImageStream",
+            tags.len()
+        ),
+    })
 }
 
 fn request_for(

@@ -1,7 +1,9 @@
 //! Counters and histograms for every registry request. The operations module registers them on
 //! the `/metrics` endpoint; the benchmark reads the request total directly.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -32,7 +34,15 @@ pub struct RegistryMetrics {
     pub response_bytes: Family<RegistryLabels, Counter>,
     pub latency: LatencyFamily,
     total: AtomicU64,
+    /// The registries that have a label of their own; the rest share `other`.
+    labelled: Mutex<HashSet<String>>,
 }
+
+/// Registries with series of their own: a tenant can name any number of hosts, and each would
+/// add series to every scrape for the life of the process.
+pub const MAX_REGISTRY_LABELS: usize = 100;
+/// The label of every registry past the first [`MAX_REGISTRY_LABELS`].
+pub const OTHER_REGISTRIES: &str = "other";
 
 impl Default for RegistryMetrics {
     fn default() -> Self {
@@ -44,6 +54,7 @@ impl Default for RegistryMetrics {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
             }),
             total: AtomicU64::new(0),
+            labelled: Mutex::default(),
         }
     }
 }
@@ -74,8 +85,22 @@ impl RegistryMetrics {
         );
     }
 
+    /// The label `registry` is counted under: its own while there is room, else `other`.
+    pub fn label(&self, registry: &str) -> String {
+        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        if labelled.contains(registry) {
+            return registry.to_string();
+        }
+        if labelled.len() < MAX_REGISTRY_LABELS {
+            labelled.insert(registry.to_string());
+            return registry.to_string();
+        }
+        OTHER_REGISTRIES.to_string()
+    }
+
     pub fn record(&self, registry: &str, method: &str, outcome: &str, elapsed: Duration) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        let registry = &self.label(registry);
         self.requests
             .get_or_create(&RequestLabels {
                 registry: registry.to_string(),
@@ -97,7 +122,7 @@ impl RegistryMetrics {
     pub fn record_bytes(&self, registry: &str, bytes: usize) {
         self.response_bytes
             .get_or_create(&RegistryLabels {
-                registry: registry.to_string(),
+                registry: self.label(registry),
             })
             .inc_by(bytes as u64);
     }
@@ -105,5 +130,32 @@ impl RegistryMetrics {
     /// Every request sent so far, token requests included.
     pub fn total_requests(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_past_the_label_budget_share_one_series() {
+        let m = RegistryMetrics::default();
+        for i in 0..MAX_REGISTRY_LABELS + 50 {
+            m.record(&format!("r{i}.example:5000"), "GET", "200", Duration::ZERO);
+            m.record_bytes(&format!("r{i}.example:5000"), 1);
+        }
+        m.record("r0.example:5000", "GET", "200", Duration::ZERO);
+        let mut text = String::new();
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let series: HashSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("registry_requests_total{"))
+            .filter_map(|l| l.split("registry=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(series.len(), MAX_REGISTRY_LABELS + 1, "{series:?}");
+        assert!(series.contains(OTHER_REGISTRIES) && series.contains("r0.example:5000"));
+        assert_eq!(m.total_requests(), (MAX_REGISTRY_LABELS + 51) as u64);
     }
 }

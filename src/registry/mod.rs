@@ -7,6 +7,7 @@ pub mod budget;
 pub mod credentials;
 mod error;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod oci;
 pub mod plugins;

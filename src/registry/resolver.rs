@@ -118,6 +118,16 @@ impl RegistryResolver {
         &self.inner.transport.metrics
     }
 
+    /// The most registry response bytes held in memory at once since start.
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.inner.transport.peak_buffered_bytes()
+    }
+
+    /// Registries whose state the transport holds now.
+    pub fn registries_known(&self) -> usize {
+        self.inner.transport.registries_known()
+    }
+
     /// Refuses blocked or non-allowed registries before any connection is made.
     pub fn check_allowed(&self, image: &ImageRef) -> Result<(), RegistryError> {
         self.inner
@@ -247,6 +257,7 @@ impl Inner {
         image: &ImageRef,
         insecure: bool,
         credential: Option<Credential>,
+        tenant: &str,
     ) -> Endpoint {
         Endpoint {
             registry: image.normalized().resolve_registry().to_string(),
@@ -254,6 +265,7 @@ impl Inner {
             plain_http: false,
             skip_verify: insecure,
             credential,
+            tenant: tenant.to_string(),
         }
     }
 
@@ -263,6 +275,7 @@ impl Inner {
         image: &ImageRef,
         requested_insecure: bool,
         credential: Option<Credential>,
+        keyring: &Keyring,
         op: F,
     ) -> Result<T, RegistryError>
     where
@@ -271,7 +284,8 @@ impl Inner {
     {
         let insecure = self.insecure(image, requested_insecure);
         let had_credentials = credential.is_some();
-        let ep = self.endpoint(image, insecure, credential);
+        let tenant = keyring.identity().map_or("", |i| i.namespace.as_str());
+        let ep = self.endpoint(image, insecure, credential, tenant);
         let classify = |e| classify(image, e, had_credentials);
         let http = Endpoint {
             plain_http: true,
@@ -312,7 +326,8 @@ impl Inner {
         req: &ImportRequest,
         credential: Option<Credential>,
     ) -> Result<ResolvedImage, RegistryError> {
-        self.on_transports(&req.reference, req.insecure, credential, |ep| async move {
+        let (image, keyring) = (&req.reference, &req.keyring);
+        self.on_transports(image, req.insecure, credential, keyring, |ep| async move {
             self.resolve_on(req, &ep).await
         })
         .await
@@ -487,7 +502,8 @@ impl Inner {
     async fn list_tags(&self, req: ListRequest) -> Result<Vec<String>, RegistryError> {
         let max = req.max_tags;
         self.with_credentials(&req.repository, &req.keyring, |credential| {
-            self.on_transports(&req.repository, req.insecure, credential, |ep| async move {
+            let (image, keyring) = (&req.repository, &req.keyring);
+            self.on_transports(image, req.insecure, credential, keyring, |ep| async move {
                 self.transport.list_tags(&ep, TAG_PAGE_SIZE, max).await
             })
         })

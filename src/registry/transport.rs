@@ -18,8 +18,11 @@ use sha2::{Digest as _, Sha256};
 use super::auth::{Auth, Challenge};
 use super::budget::{Budget, Gate};
 use super::credentials::hex;
-use super::http::{error_envelope, read_limited, retry_after, transport_error, MAX_ERROR_BODY};
+use super::http::{
+    error_envelope, read_body, read_limited, retry_after, transport_error, MAX_ERROR_BODY,
+};
 pub use super::http::{Endpoint, HttpError};
+use super::limits::{Gates, Limits};
 use super::metrics::RegistryMetrics;
 use super::policy::{GuardedResolver, RegistryPolicy};
 
@@ -37,6 +40,8 @@ pub struct TransportConfig {
     pub budgets: HashMap<String, Budget>,
     /// How long a registry is left alone after a 429 that names no `Retry-After`.
     pub default_pause: Duration,
+    /// Requests in flight and bytes buffered, all registries together and per namespace.
+    pub limits: Limits,
 }
 
 impl Default for TransportConfig {
@@ -51,6 +56,7 @@ impl Default for TransportConfig {
             extra_roots: Vec::new(),
             budgets,
             default_pause: Duration::from_secs(30),
+            limits: Limits::default(),
         }
     }
 }
@@ -85,6 +91,7 @@ pub struct Transport {
     verified: reqwest::Client,
     unverified: reqwest::Client,
     registries: Mutex<HashMap<String, Arc<RegistryState>>>,
+    gates: Gates,
     auth: Auth,
     pub metrics: Arc<RegistryMetrics>,
 }
@@ -97,7 +104,9 @@ impl Transport {
         let verified = client(&config, false)?;
         let unverified = client(&config, true)?;
         let auth = Auth::new(config.policy.clone(), metrics.clone());
+        let gates = Gates::new(config.limits, config.timeout);
         Ok(Self {
+            gates,
             config,
             verified,
             unverified,
@@ -136,13 +145,18 @@ impl Transport {
         state
     }
 
+    /// The most response bytes held in memory at once since start, all registries together.
+    pub fn peak_buffered_bytes(&self) -> usize {
+        self.gates.peak_buffered()
+    }
+
     /// Registries whose state is held now (idle ones are forgotten as new ones arrive).
     pub fn registries_known(&self) -> usize {
         lock(&self.registries).len()
     }
 
     /// Sends one request with auth, budget and pause handling. Non-2xx answers become errors.
-    pub async fn send(
+    async fn send(
         &self,
         ep: &Endpoint,
         method: Method,
@@ -273,6 +287,7 @@ impl Transport {
         reference: &str,
         accept: &[&str],
     ) -> Result<Option<String>, HttpError> {
+        let _slot = self.gates.slot(&ep.tenant).await?;
         let r = self
             .send(ep, Method::HEAD, &format!("manifests/{reference}"), accept)
             .await?;
@@ -290,6 +305,7 @@ impl Transport {
         accept: &[&str],
         limit: usize,
     ) -> Result<(Bytes, String, String), HttpError> {
+        let slot = self.gates.slot(&ep.tenant).await?;
         let r = self
             .send(ep, Method::GET, &format!("manifests/{reference}"), accept)
             .await?;
@@ -300,7 +316,7 @@ impl Transport {
             .unwrap_or_default()
             .to_string();
         let announced = content_digest(r.headers());
-        let body = read_limited(r, limit).await?;
+        let body = read_body(r, limit, Some(&slot)).await?;
         self.metrics.record_bytes(&ep.registry, body.len());
         let digest = format!("sha256:{}", hex(&Sha256::digest(&body)));
         let expected = match reference.starts_with("sha256:") {
@@ -323,10 +339,11 @@ impl Transport {
         digest: &str,
         limit: usize,
     ) -> Result<Bytes, HttpError> {
+        let slot = self.gates.slot(&ep.tenant).await?;
         let r = self
             .send(ep, Method::GET, &format!("blobs/{digest}"), &[])
             .await?;
-        let body = read_limited(r, limit).await?;
+        let body = read_body(r, limit, Some(&slot)).await?;
         self.metrics.record_bytes(&ep.registry, body.len());
         let actual = format!("sha256:{}", hex(&Sha256::digest(&body)));
         if actual != digest {
@@ -348,9 +365,10 @@ impl Transport {
         let mut tags = Vec::new();
         let mut path = format!("tags/list?n={page_size}");
         loop {
+            let slot = self.gates.slot(&ep.tenant).await?;
             let r = self.send(ep, Method::GET, &path, &[]).await?;
             let next = next_link(r.headers(), &ep.repository);
-            let body = read_limited(r, MAX_TAG_PAGE_BYTES).await?;
+            let body = read_body(r, MAX_TAG_PAGE_BYTES, Some(&slot)).await?;
             self.metrics.record_bytes(&ep.registry, body.len());
             let got = parse_tag_page(&body)?;
             let empty = got.is_empty();
