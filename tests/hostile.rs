@@ -418,3 +418,88 @@ async fn slow_huge_hosts_hold_one_share_of_memory_and_starve_no_one() {
     assert!(peak <= 16 * 1024 * 1024, "peak buffered {peak} bytes");
     assert!(peak >= 3_900_000, "the attack was buffered at all: {peak}");
 }
+
+/// A registry that accepts `Bearer good` and otherwise challenges with the realm `realm_for`
+/// names for the request's path (read at each request, so a test can move it).
+fn token_registry(
+    realm_for: impl Fn(&str) -> String + Send + Sync + 'static,
+    digest: &'static str,
+) -> (String, Arc<AtomicUsize>) {
+    fake(move |head| match head.header("authorization") {
+        Some("Bearer good") => (
+            "200 OK".into(),
+            vec![
+                ("Docker-Content-Digest", digest.to_string()),
+                (
+                    "Content-Type",
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                ),
+            ],
+            Vec::new(),
+        ),
+        _ => (
+            "401 Unauthorized".into(),
+            vec![(
+                "WWW-Authenticate",
+                format!("Bearer realm=\"{}\"", realm_for(&head.path)),
+            )],
+            Vec::new(),
+        ),
+    })
+}
+
+/// An import that the registry confirms unchanged with one HEAD (no manifest needed).
+fn recheck(reference: &str, digest: &str, namespace: &str) -> ImportRequest {
+    let mut req = request(reference, tenant(namespace));
+    req.known = Some(imagestream_operator::registry::KnownImage {
+        manifest: digest.into(),
+        image: digest.into(),
+        docker_image_reference: format!("{reference}@{digest}"),
+    });
+    req
+}
+
+/// One repository's bad realm was cached for the whole host, so other namespaces' imports from
+/// the same registry failed before the registry was asked. Challenges are now per repository,
+/// and a cached realm that fails is forgotten: the next request asks the registry afresh.
+#[tokio::test]
+async fn a_failing_realm_poisons_neither_the_host_nor_the_future() {
+    install_crypto();
+    const DIGEST: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+    let (good, _) = fake(|_| ("200 OK".into(), vec![], br#"{"token":"good"}"#.to_vec()));
+    let (bad, _) = fake(|_| ("500 Internal Server Error".into(), vec![], Vec::new()));
+    let (good, bad) = (
+        format!("http://{good}/token"),
+        format!("http://{bad}/token"),
+    );
+    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let realm_moved = moved.clone();
+    let (registry, _) = token_registry(
+        move |path| match path.contains("/tenant-a/") || realm_moved.load(Ordering::SeqCst) {
+            true => bad.clone(),
+            false => good.clone(),
+        },
+        DIGEST,
+    );
+    let r = resolver(RegistryPolicy {
+        insecure: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
+    let a = format!("{registry}/tenant-a/app:1");
+    let b = format!("{registry}/tenant-b/app:1");
+    assert!(r.resolve(recheck(&a, DIGEST, "a")).await.is_err());
+    let got = r.resolve(recheck(&b, DIGEST, "b")).await.unwrap();
+    assert_eq!(
+        got.digest, DIGEST,
+        "tenant-b's import is not failed by tenant-a's realm"
+    );
+
+    // tenant-d's realm is down at first import, then the registry moves it to one that
+    // works: the next import asks the registry again instead of failing at the cached realm.
+    moved.store(true, Ordering::SeqCst);
+    let d = format!("{registry}/tenant-d/app:1");
+    assert!(r.resolve(recheck(&d, DIGEST, "d")).await.is_err());
+    moved.store(false, Ordering::SeqCst);
+    let got = r.resolve(recheck(&d, DIGEST, "d")).await.unwrap();
+    assert_eq!(got.digest, DIGEST);
+}

@@ -39,6 +39,40 @@ pub(super) struct TokenKey {
     credential: String,
 }
 
+/// Repositories remembered per registry: how each wants to be asked.
+const CHALLENGES_PER_REGISTRY: usize = 256;
+
+/// One registry's challenges, per repository: a registry may send repositories to different
+/// realms, and one repository's bad realm must not fail another's imports (another tenant's,
+/// perhaps) before the registry is even asked.
+pub(super) struct Challenges(Mutex<lru::LruCache<String, Challenge>>);
+
+impl Default for Challenges {
+    fn default() -> Self {
+        let size = std::num::NonZeroUsize::new(CHALLENGES_PER_REGISTRY)
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+        Self(Mutex::new(lru::LruCache::new(size)))
+    }
+}
+
+impl Challenges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Challenge>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, repository: &str) -> Option<Challenge> {
+        self.lock().get(repository).cloned()
+    }
+
+    fn remember(&self, repository: &str, challenge: Challenge) {
+        self.lock().put(repository.to_string(), challenge);
+    }
+
+    fn forget(&self, repository: &str) {
+        self.lock().pop(repository);
+    }
+}
+
 /// Bearer tokens by key, until they expire.
 #[derive(Default)]
 pub(super) struct Tokens(Mutex<HashMap<TokenKey, (String, Instant)>>);
@@ -88,22 +122,29 @@ impl Auth {
     }
 
     /// The Authorization header to send first: a cached token for this scope, or basic
-    /// credentials for a registry known to want them, or a fresh token when the registry's
-    /// realm is already known (saving the 401 round trip).
+    /// credentials for a repository known to want them, or a fresh token when its realm is
+    /// already known (saving the 401 round trip). When that realm fails, the challenge is
+    /// forgotten and the request goes without credentials, so the registry's answer names the
+    /// realm as it is now: a stale or bad realm costs one request, not every import after it.
     pub(super) async fn first_header(
         &self,
         client: &reqwest::Client,
         ep: &Endpoint,
-        known: &Mutex<Option<Challenge>>,
+        known: &Challenges,
     ) -> Result<Option<HeaderValue>, HttpError> {
-        let challenge = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match challenge {
+        match known.get(&ep.repository) {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(ep.credential.as_ref().and_then(basic_header)),
-            Some(Challenge::Bearer { realm, service }) => self
-                .token(client, ep, &realm, service.as_deref())
-                .await
-                .map(Some),
+            Some(Challenge::Bearer { realm, service }) => {
+                match self.token(client, ep, &realm, service.as_deref()).await {
+                    Ok(header) => Ok(Some(header)),
+                    Err(e) => {
+                        tracing::debug!(registry = %ep.registry, repository = %ep.repository, error = %e, "cached token realm failed; asking the registry for a fresh challenge");
+                        known.forget(&ep.repository);
+                        Ok(None)
+                    }
+                }
+            }
         }
     }
 
@@ -113,7 +154,7 @@ impl Auth {
         &self,
         client: &reqwest::Client,
         ep: &Endpoint,
-        known: &Mutex<Option<Challenge>>,
+        known: &Challenges,
         response: &reqwest::Response,
     ) -> Result<Option<HeaderValue>, HttpError> {
         let Some(challenge) = response
@@ -124,7 +165,7 @@ impl Auth {
         else {
             return Ok(None);
         };
-        *known.lock().unwrap_or_else(|p| p.into_inner()) = Some(challenge.clone());
+        known.remember(&ep.repository, challenge.clone());
         match challenge {
             Challenge::Basic => Ok(ep.credential.as_ref().and_then(basic_header)),
             Challenge::Bearer { realm, service } => {

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::auth::{Auth, Challenge};
+use super::auth::{Auth, Challenges};
 use super::budget::{Budget, Gate};
 use super::credentials::hex;
 use super::http::{
@@ -69,7 +69,7 @@ const REGISTRY_IDLE: Duration = Duration::from_secs(600);
 /// What the transport knows of one registry: its budget in force and how it wants to be asked.
 struct RegistryState {
     gate: Gate,
-    challenge: Mutex<Option<Challenge>>,
+    challenges: Challenges,
     last_used: Mutex<Instant>,
 }
 
@@ -138,7 +138,7 @@ impl Transport {
             .unwrap_or(Budget::DEFAULT);
         let state = Arc::new(RegistryState {
             gate: Gate::new(budget),
-            challenge: Mutex::new(None),
+            challenges: Challenges::default(),
             last_used: Mutex::new(now),
         });
         map.insert(registry.to_string(), state.clone());
@@ -172,7 +172,10 @@ impl Transport {
         let _slot = state.gate.slot().await?;
         let url = ep.url(path);
         let client = self.client_for(ep);
-        let mut auth = self.auth.first_header(client, ep, &state.challenge).await?;
+        let mut auth = self
+            .auth
+            .first_header(client, ep, &state.challenges)
+            .await?;
         let mut retried = false;
         loop {
             // A request queued for a slot may find the registry paused by now.
@@ -186,7 +189,7 @@ impl Transport {
                 retried = true;
                 let answer = self
                     .auth
-                    .answer_challenge(client, ep, &state.challenge, &response);
+                    .answer_challenge(client, ep, &state.challenges, &response);
                 if let Some(next) = answer.await? {
                     auth = Some(next);
                     continue;
