@@ -7,6 +7,7 @@ use imagestream_operator::admission::shared_certificate;
 use imagestream_operator::api::cache::StreamCache;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
+use imagestream_operator::ops::logging::LogFormat;
 use imagestream_operator::ops::{server, Health};
 use imagestream_operator::registry::budget::Budget;
 use imagestream_operator::registry::plugins::{KubeServiceAccounts, Providers, ServiceAccounts};
@@ -166,12 +167,6 @@ struct RunArgs {
     log_format: LogFormat,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -219,21 +214,6 @@ fn notify_config(args: &RunArgs) -> anyhow::Result<imagestream_operator::notify:
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal, never escape codes in a log file or collector.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    if format == LogFormat::Json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// Every part's series, created once: each part records through its own context, and `/metrics`
 /// encodes the registry they are all registered in.
 #[derive(Default)]
@@ -279,7 +259,7 @@ impl Metrics {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    imagestream_operator::ops::logging::init(args.log_format);
     let metrics = Metrics::new();
     // Flags are checked before anything starts, whether or not the endpoint serves them.
     let mut notify = notify_config(&args)?;

@@ -400,3 +400,21 @@ async fn set_triggers_writes_the_annotation_the_controller_accepts() {
         json!({"metadata": {"annotations": {TRIGGERS: r#"[{"fieldPath":"spec.template.spec.containers[?(@.name==\"web\")].image","from":{"kind":"ImageStreamTag","name":"example:latest"},"paused":true}]"#}}})
     );
 }
+
+/// A registry's message in a condition carried ESC and OSC sequences to the user's terminal;
+/// the plugin's output now has no control characters but its newlines and tabs.
+#[tokio::test]
+async fn describe_never_prints_escape_sequences() {
+    let mut s = python();
+    s["status"]["tags"][0]["conditions"] = json!([{
+        "type": "ImportSuccess", "status": "False", "reason": "NotFound", "generation": 4,
+        "message": "manifest unknown\u{1b}]0;owned\u{7}\u{1b}[2J\rforged"}]);
+    let (r, out, _) = run(&["describe", "is", "python"], vec![s]).await;
+    r.unwrap();
+    assert!(out.contains("manifest unknown]0;owned[2J forged"), "{out}");
+    assert!(
+        !out.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t'),
+        "{out:?}"
+    );
+}

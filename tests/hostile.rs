@@ -503,3 +503,43 @@ async fn a_failing_realm_poisons_neither_the_host_nor_the_future() {
     let got = r.resolve(recheck(&d, DIGEST, "d")).await.unwrap();
     assert_eq!(got.digest, DIGEST);
 }
+
+/// Registry text with newlines, ESC/OSC sequences and a megabyte of words reached conditions,
+/// Events and terminals raw. The error the controller writes is one printable line of at most
+/// 1 KiB.
+#[tokio::test]
+async fn registry_text_arrives_as_one_printable_bounded_line() {
+    install_crypto();
+    let (registry, _) = fake(|head| {
+        if head.method == "HEAD" {
+            // No digest: the manifest GET follows, and its error has a body.
+            return ("200 OK".into(), vec![], Vec::new());
+        }
+        let message = format!(
+            "denied\n2026-12-02T00:00:00Z INFO forged line\u{1b}]0;owned\u{7}\u{1b}[2J{}",
+            "x".repeat(60_000)
+        );
+        let body =
+            serde_json::json!({"errors": [{"code": "DENIED\u{1b}[31m", "message": message}]});
+        (
+            "403 Forbidden".into(),
+            vec![],
+            body.to_string().into_bytes(),
+        )
+    });
+    let r = resolver(RegistryPolicy {
+        insecure: vec!["127.0.0.1".into()],
+        ..Default::default()
+    });
+    let err = r
+        .resolve(request(&format!("{registry}/app:1"), Keyring::default()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("denied 2026-12-02T00:00:00Z INFO forged line]0;owned[2J"),
+        "{err}"
+    );
+    assert!(!err.chars().any(char::is_control), "{err:?}");
+    assert!(err.len() < 1400, "{} bytes", err.len());
+}

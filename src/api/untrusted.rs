@@ -20,7 +20,8 @@ pub fn clean(text: &str, max: usize) -> String {
     clean_with(text, max, false)
 }
 
-/// Like [`clean`], but newlines stay: for multi-line output such as the CLI's `describe`.
+/// Like [`clean`], but newlines and tabs stay: for multi-line output such as the CLI's
+/// `describe`.
 pub fn clean_lines(text: &str, max: usize) -> String {
     clean_with(text, max, true)
 }
@@ -29,7 +30,7 @@ fn clean_with(text: &str, max: usize, keep_newlines: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max));
     for c in text.chars() {
         let c = match c {
-            '\n' if keep_newlines => c,
+            '\n' | '\t' if keep_newlines => c,
             '\t' | '\n' | '\r' => ' ',
             c if is_hidden(c) => continue,
             c => c,

@@ -84,6 +84,14 @@ pub async fn execute(
     namespace: &str,
     out: &mut String,
 ) -> Result<(), CliError> {
+    let result = run(cli, client, namespace, out).await;
+    // Stream fields, conditions and registry messages are anyone's text: nothing in them may
+    // move a terminal's cursor, retitle it or hide what follows.
+    *out = crate::api::untrusted::clean_lines(out, usize::MAX);
+    result
+}
+
+async fn run(cli: Cli, client: Client, namespace: &str, out: &mut String) -> Result<(), CliError> {
     let streams: Api<ImageStream> = Api::namespaced(client.clone(), namespace);
     match cli.command {
         Command::Tag(args) => tag(&client, namespace, args, out).await,
@@ -650,6 +658,7 @@ pub async fn main() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
+            let e = crate::api::untrusted::clean_lines(&e.to_string(), usize::MAX);
             eprintln!("error: {e}");
             1
         }

@@ -1,6 +1,7 @@
 //! OpenShift's history rules (`AddTagEventToImageStream`) and failure-condition rule
 //! (`setFailureCondition`): only items[0] is compared, identical repeats change nothing.
 
+use crate::api::untrusted;
 use crate::api::{NamedTagEventList, TagEvent, TagEventCondition, IMPORT_SUCCESS};
 
 /// Apply `next` to a tag's history; returns whether anything changed.
@@ -56,7 +57,8 @@ pub fn failure_condition(
         status: "False".into(),
         last_transition_time: Some(now.clone()),
         reason: Some(reason.into()),
-        message: Some(message),
+        // Registry words are in it; the status is read by tenants and their terminals.
+        message: Some(untrusted::clean(&message, untrusted::MAX_TEXT)),
         generation,
     }
 }

@@ -5,6 +5,7 @@
 //! of 10,000 streams that is some 14,000 cached Events (tens of MiB) and 14,000 entries scanned
 //! per Event.
 
+use crate::api::untrusted;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -126,7 +127,11 @@ impl EventRecorder {
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
             related: ev.secondary.clone(),
-            note: ev.note.clone(),
+            // The API server caps a note at 1 KiB; the text may come from a registry.
+            note: ev
+                .note
+                .as_deref()
+                .map(|n| untrusted::clean(n, untrusted::MAX_TEXT)),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
                 name: Some(format!(

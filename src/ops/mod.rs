@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod leader;
+pub mod logging;
 pub mod metrics;
 pub mod rbac;
 pub mod server;

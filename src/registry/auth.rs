@@ -10,7 +10,8 @@ use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
 use serde::Deserialize;
 
 use super::credentials::Credential;
-use super::http::{read_limited, retry_after, transport_error, Endpoint, HttpError};
+use super::http::{retry_after, transport_error, Endpoint, HttpError};
+use super::limits::read_limited;
 use super::metrics::RegistryMetrics;
 use super::policy::{same_host, RegistryPolicy};
 use crate::api::untrusted;

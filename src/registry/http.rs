@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::credentials::Credential;
-use super::limits::{Room, Slot};
 use super::policy::AddressRefused;
 use crate::api::untrusted;
 
@@ -105,47 +103,6 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 fn httpdate(value: &str) -> Option<jiff::Timestamp> {
     jiff::fmt::rfc2822::parse(value).ok().map(|z| z.timestamp())
-}
-
-/// A small body (an error envelope, a token), at most `limit` bytes.
-pub(super) async fn read_limited(
-    response: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, HttpError> {
-    read_body(response, limit, None).await
-}
-
-/// A body of up to `limit` bytes, read within the buffer room `slot` can get: the announced
-/// length up front, or chunk by chunk when the registry announces none.
-pub(super) async fn read_body(
-    mut response: reqwest::Response,
-    limit: usize,
-    slot: Option<&Slot<'_>>,
-) -> Result<Bytes, HttpError> {
-    let announced = response.content_length();
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(HttpError::TooLarge { limit });
-    }
-    let mut room = Room::default();
-    let reserved = match (slot, announced.and_then(|n| usize::try_from(n).ok())) {
-        (Some(slot), Some(n)) => {
-            slot.reserve(&mut room, n).await?;
-            Some(n)
-        }
-        _ => None,
-    };
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        let len = buf.len().saturating_add(chunk.len());
-        if len > limit {
-            return Err(HttpError::TooLarge { limit });
-        }
-        if let Some(slot) = slot.filter(|_| reserved.is_none_or(|r| len > r)) {
-            slot.reserve(&mut room, chunk.len()).await?;
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }
 
 pub(super) fn error_envelope(body: &[u8]) -> (Vec<String>, String) {

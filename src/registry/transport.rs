@@ -18,11 +18,9 @@ use sha2::{Digest as _, Sha256};
 use super::auth::{Auth, Challenges};
 use super::budget::{Budget, Gate};
 use super::credentials::hex;
-use super::http::{
-    error_envelope, read_body, read_limited, retry_after, transport_error, MAX_ERROR_BODY,
-};
+use super::http::{error_envelope, retry_after, transport_error, MAX_ERROR_BODY};
 pub use super::http::{Endpoint, HttpError};
-use super::limits::{Gates, Limits};
+use super::limits::{read_body, read_limited, Gates, Limits};
 use super::metrics::RegistryMetrics;
 use super::policy::{GuardedResolver, RegistryPolicy};
 
