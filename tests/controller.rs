@@ -285,12 +285,14 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn stretched_schedule_skips_the_check_after_a_recent_notification() {
+/// An imported scheduled stream, due for its check, carrying a notification record of `at_ms`;
+/// run with the schedule stretched by notifications. Returns what the registry was asked.
+async fn due_and_notified_at(at_ms: i64) -> Vec<String> {
     let h = harness_with(Settings {
         stretch_schedule_when_notified: true,
         ..Settings::default()
     });
+    *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     h.ctx
         .scheduler
         .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
@@ -301,18 +303,40 @@ async fn stretched_schedule_skips_the_check_after_a_recent_notification() {
         &s.spec_tags()[0],
     ));
     let mut notified = stream(Some(status), true, true);
-    let note = json!({"source": "harbor", "at_ms": jiff::Timestamp::now().as_millisecond(), "tags": ["3.5"]});
+    let note = json!({"source": "harbor", "at_ms": at_ms, "tags": ["3.5"]});
     notified
         .metadata
         .annotations
         .get_or_insert_with(Default::default)
         .insert(imagestream_operator::api::NOTIFIED.into(), note.to_string());
     let (requests, resolver) = run(h, notified, 0).await;
-    assert!(requests.is_empty());
+    assert!(requests.is_empty(), "an unchanged check writes nothing");
+    let asked = resolver.asked.lock().unwrap().clone();
+    asked
+}
+
+#[tokio::test]
+async fn stretched_schedule_skips_the_check_after_a_recent_notification() {
+    let asked = due_and_notified_at(jiff::Timestamp::now().as_millisecond()).await;
     assert!(
-        resolver.asked.lock().unwrap().is_empty(),
+        asked.is_empty(),
         "no scheduled check while notifications arrive"
     );
+}
+
+/// The record is an annotation anyone who may edit the stream can write: a time in the
+/// future (or absurd) stopped polling for good. It is ignored now, and the check runs.
+#[tokio::test]
+async fn a_forged_notification_time_does_not_stop_polling() {
+    let ten_years = 10 * 365 * 86_400_000;
+    for at_ms in [
+        jiff::Timestamp::now().as_millisecond() + ten_years,
+        i64::MIN,
+        i64::MAX,
+    ] {
+        let asked = due_and_notified_at(at_ms).await;
+        assert_eq!(asked, ["centos/python-35-centos7"], "at_ms {at_ms}");
+    }
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use base64::Engine;
 use common::{install_crypto, ProviderSetup, Registry};
 use futures::future::{BoxFuture, FutureExt};
 use imagestream_operator::api::ImportMode;
+use imagestream_operator::api::ALLOW_CREDENTIAL_PROVIDER;
 use imagestream_operator::registry::credentials::Identity;
 use imagestream_operator::registry::plugins::{Account, Providers, ServiceAccounts};
 use imagestream_operator::registry::policy::RegistryPolicy;
@@ -305,12 +306,14 @@ impl ServiceAccounts for FakeAccounts {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Option<Account>, String>> {
         async move {
+            let mut annotations =
+                BTreeMap::from([("cloud/role".to_string(), format!("role-{namespace}"))]);
+            if name == "opted-in" {
+                annotations.insert(ALLOW_CREDENTIAL_PROVIDER.into(), "true".into());
+            }
             Ok((name != "missing").then(|| Account {
                 uid: format!("uid-{namespace}-{name}"),
-                annotations: BTreeMap::from([(
-                    "cloud/role".to_string(),
-                    format!("role-{namespace}"),
-                )]),
+                annotations,
             }))
         }
         .boxed()
@@ -331,6 +334,15 @@ impl ServiceAccounts for FakeAccounts {
         }
         .boxed()
     }
+}
+
+fn minted_for(accounts: &FakeAccounts, name: &str) -> bool {
+    accounts
+        .minted
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(_, n, _)| n == name)
 }
 
 const TOKEN_MODE: &str = "      serviceAccountTokenAudience: registry.example\n      requireServiceAccount: true\n      optionalServiceAccountAnnotationKeys: [cloud/role]\n      cacheType: ServiceAccount\n";
@@ -388,6 +400,15 @@ async fn token_mode_keeps_each_namespace_to_its_own_identity() {
         2,
         "one token per ServiceAccount for the burst: {minted:?}"
     );
+
+    // A stream may name another ServiceAccount of its namespace only when that account has
+    // opted in: otherwise anyone who may edit a stream chooses whose token is minted.
+    let err = r.resolve(as_ns("team-a", "builder")).await.unwrap_err();
+    assert_eq!(err.reason(), "CredentialProviderFailed");
+    assert!(err.to_string().contains("has not opted in"), "{err}");
+    assert!(!minted_for(&accounts, "builder"), "no token minted for it");
+    r.resolve(as_ns("team-a", "opted-in")).await.unwrap();
+    assert!(minted_for(&accounts, "opted-in"));
 
     // A ServiceAccount that does not exist is the tag's condition, naming what to do.
     let err = r.resolve(as_ns("team-c", "missing")).await.unwrap_err();

@@ -14,6 +14,10 @@ pub const PREFER_OS: &str = "importer.image.openshift.io/prefer-os";
 pub const CREDENTIAL_SERVICE_ACCOUNT: &str =
     "imagestream-operator.io/credential-provider-service-account";
 pub const DEFAULT_CREDENTIAL_SERVICE_ACCOUNT: &str = "default";
+/// ServiceAccount annotation (`"true"`) that lets streams of its namespace name it in
+/// [`CREDENTIAL_SERVICE_ACCOUNT`]: anyone who may edit a stream could otherwise have the
+/// operator mint a token for any ServiceAccount of the namespace. `default` needs none.
+pub const ALLOW_CREDENTIAL_PROVIDER: &str = "imagestream-operator.io/allow-credential-provider";
 /// Workload annotation holding the JSON list of image triggers.
 pub const TRIGGERS: &str = "image.openshift.io/triggers";
 /// Workload annotation asking for short names to be resolved against image streams.

@@ -11,6 +11,6 @@ pub mod untrusted;
 pub mod update;
 
 pub use consts::*;
-pub use notified::{Notified, NOTIFIED};
+pub use notified::{Notified, MAX_NOTIFIED_AGE, NOTIFIED};
 pub use reasons::{field_manager, reason};
 pub use stream::*;

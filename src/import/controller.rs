@@ -650,8 +650,9 @@ fn stretched(ctx: &Context, stream: &ImageStream) -> bool {
     let Some(n) = crate::api::Notified::of(stream) else {
         return false;
     };
-    let window = ctx.scheduler.interval().saturating_mul(4).as_millis() as i64;
-    jiff::Timestamp::now().as_millisecond() - n.at_ms < window
+    let window = ctx.scheduler.interval().saturating_mul(4);
+    n.age(jiff::Timestamp::now().as_millisecond(), window)
+        .is_some()
 }
 
 /// Ask the registry for every planned tag concurrently; the resolver enforces per-registry limits.
@@ -938,14 +939,13 @@ async fn report(ctx: &Context, stream: &ImageStream, changes: &[TagChange]) {
         let asked = changes
             .iter()
             .any(|c| matches!(c, TagChange::Imported { tag, .. } if n.tags.contains(tag)));
-        asked.then(|| {
-            let waited = jiff::Timestamp::now().as_millisecond() - n.at_ms;
-            ctx.settings
-                .metrics
-                .push_to_import
-                .observe(waited.max(0) as f64 / 1000.0);
-            n.source.clone()
-        })
+        let now = jiff::Timestamp::now().as_millisecond();
+        let waited = n.age(now, crate::api::MAX_NOTIFIED_AGE).filter(|_| asked)?;
+        ctx.settings
+            .metrics
+            .push_to_import
+            .observe(waited.as_secs_f64());
+        Some(n.source.clone())
     });
     let Some(event) = summary_event(changes, by.as_deref()) else {
         return;

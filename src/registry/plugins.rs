@@ -25,7 +25,9 @@ use tracing::{debug, warn};
 use super::credentials::{hex, Credential, Identity};
 use super::providers::{self, Pattern, ProviderConfig, TokenAttributes};
 use crate::api::untrusted;
-use crate::api::CREDENTIAL_SERVICE_ACCOUNT;
+use crate::api::{
+    ALLOW_CREDENTIAL_PROVIDER, CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT,
+};
 
 /// The kubelet's own limit for one plugin run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -438,6 +440,7 @@ impl Plugin {
                  with the stream annotation {CREDENTIAL_SERVICE_ACCOUNT}"
             )
         })?;
+        Self::opted_in(ns, name, &account)?;
         let (token, valid) = accounts
             .token(ns, name, &attributes.audience, TOKEN_SECONDS)
             .await?;
@@ -459,6 +462,22 @@ impl Plugin {
         };
         self.state().tokens.insert(at, minted.clone());
         Ok(minted)
+    }
+
+    /// A ServiceAccount other than `default` speaks for a namespace's imports only when it says so.
+    fn opted_in(ns: &str, name: &str, account: &Account) -> Result<(), String> {
+        let allowed = account
+            .annotations
+            .get(ALLOW_CREDENTIAL_PROVIDER)
+            .map(String::as_str);
+        if name == DEFAULT_CREDENTIAL_SERVICE_ACCOUNT || allowed == Some("true") {
+            return Ok(());
+        }
+        Err(format!(
+        "the ServiceAccount {ns}/{name} has not opted in to speak for image imports: annotate it \
+         (kubectl annotate serviceaccount {name} -n {ns} {ALLOW_CREDENTIAL_PROVIDER}=true), or \
+         remove the stream annotation {CREDENTIAL_SERVICE_ACCOUNT} to use default"
+    ))
     }
 
     /// One run of the executable: the answer and the cache duration it asked for.

@@ -363,18 +363,17 @@ impl TriggerContext {
     fn notified_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
         let stream = self.source(namespace, t)?;
         let n = crate::api::Notified::of(&stream).filter(|n| n.tags.contains(&t.tag))?;
-        let elapsed = jiff::Timestamp::now().as_millisecond() - n.at_ms;
-        (0..600_000)
-            .contains(&elapsed)
-            .then(|| elapsed as f64 / 1000.0)
+        let now = jiff::Timestamp::now().as_millisecond();
+        n.age(now, crate::api::MAX_NOTIFIED_AGE)
+            .map(|age| age.as_secs_f64())
     }
 
     /// Seconds since the tag's current image was recorded.
     fn tag_changed_at(&self, namespace: &str, t: &Trigger) -> Option<f64> {
         let stream = self.source(namespace, t)?;
         let created = stream.status_tag(&t.tag)?.items.first()?.created.0;
-        let elapsed = jiff::Timestamp::now().as_millisecond() - created.as_millisecond();
-        Some(elapsed.max(0) as f64 / 1000.0)
+        let elapsed = jiff::Timestamp::now().duration_since(created);
+        Some(elapsed.as_secs_f64().max(0.0))
     }
 
     fn pull_spec(&self, namespace: &str, t: &Trigger) -> Option<String> {

@@ -45,7 +45,9 @@ async fn token_mode_gives_each_namespace_its_own_service_account_token() {
     Api::<ServiceAccount>::namespaced(client.clone(), &ns_a)
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "importer"}})).unwrap(),
+            &serde_json::from_value(json!({"metadata": {"name": "importer", "annotations": {
+                imagestream_operator::api::ALLOW_CREDENTIAL_PROVIDER: "true"}}}))
+            .unwrap(),
         )
         .await
         .unwrap();
