@@ -86,6 +86,10 @@ struct RunArgs {
         requires = "image_credential_provider_config"
     )]
     image_credential_provider_bin_dir: Option<std::path::PathBuf>,
+    /// How long one registry request may take, body included, and how long a request waits for
+    /// room in the operator's response buffer (a trickling body cannot hold a worker longer).
+    #[arg(long, env = "REGISTRY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    registry_timeout: Duration,
     /// How long one credential provider run may take before it is stopped (the kubelet's: 1m).
     #[arg(long, env = "IMAGE_CREDENTIAL_PROVIDER_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
     image_credential_provider_timeout: Duration,
@@ -376,6 +380,7 @@ fn resolver_config(args: &RunArgs, client: &kube::Client) -> anyhow::Result<Reso
         .split_once('/')
         .ok_or_else(|| anyhow::anyhow!("--default-platform must be os/arch, e.g. linux/amd64"))?;
     let mut config = ResolverConfig::with_policy(policy(args));
+    config.transport.timeout = args.registry_timeout;
     config.default_os = default_os.into();
     config.default_arch = default_arch.into();
     // An empty value (e.g. REGISTRY_BUDGETS="" from a template) means no override.

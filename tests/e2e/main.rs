@@ -15,6 +15,7 @@ mod identity;
 mod process;
 mod providers;
 mod replicasets;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
