@@ -340,11 +340,14 @@ async fn bursts_for_one_reference_coalesce() {
     assert_eq!(requested(&rec).len(), 1);
 }
 
+/// Distinct digests pushed within the window (30 forged ones made 30 spec writes) make two
+/// requests: one at once and one at the window's end, so the last push is still imported.
 #[tokio::test]
-async fn a_new_digest_is_a_new_request_even_within_the_burst_window() {
+async fn a_burst_of_digests_is_one_request_now_and_one_at_the_windows_end() {
     common::install_crypto();
     let (addr, rec) = serve(world()).await;
-    for digest in ["sha256:1", "sha256:1", "sha256:2"] {
+    for i in 0..30 {
+        let digest = format!("sha256:{i}");
         let body = INTERNAL.replace(
             "manifests/sha256:1\"",
             &format!("manifests/{digest}\",\"digest\":\"{digest}\""),
@@ -358,7 +361,68 @@ async fn a_new_digest_is_a_new_request_even_within_the_burst_window() {
         )
         .await;
     }
-    assert_eq!(requested(&rec).len(), 2, "one request per pushed digest");
+    assert_eq!(requested(&rec).len(), 1, "one request at once");
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(requested(&rec).len(), 1, "and one when the window ends");
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(requested(&rec).is_empty(), "and no more");
+}
+
+/// Without the secret a caller learns nothing: not the content types a source accepts, and
+/// errors are valid JSON whatever the caller sent. `?token=` works only for Quay and Docker
+/// Hub, which cannot send headers.
+#[tokio::test]
+async fn authentication_comes_first_and_errors_are_json() {
+    common::install_crypto();
+    let (addr, rec) = serve(world()).await;
+    let (code, body) = post(&addr, "/notify/quay", "text/plain", &[], QUAY.into()).await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = post(
+        &addr,
+        &format!("/notify/quay?token={TOKEN}"),
+        "text/\"plain\"",
+        &[],
+        QUAY.into(),
+    )
+    .await;
+    assert_eq!(code, 415);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("plain"), "{body}");
+    let (code, body) = post(
+        &addr,
+        &format!("/notify/distribution?token={TOKEN}"),
+        "application/json",
+        &[],
+        INTERNAL.into(),
+    )
+    .await;
+    assert_eq!(
+        code, 401,
+        "a token in the URL is refused for distribution: {body}"
+    );
+    let (code, body) = post(
+        &addr,
+        &format!("/notify/harbor?token={TOKEN}"),
+        "application/json",
+        &[],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 401, "and for harbor: {body}");
+    let (code, body) = post(
+        &addr,
+        &format!("/notify/quay?token={TOKEN}"),
+        "application/json",
+        &[],
+        b"{\"docker_url\": 5}".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+        "{body}"
+    );
+    assert!(requested(&rec).is_empty());
 }
 
 /// A real docker-registry notifies the receiver of a push; without the token nothing happens.

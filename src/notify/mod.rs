@@ -5,7 +5,7 @@
 pub mod index;
 pub mod payload;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -106,17 +106,25 @@ pub trait Requester: Send + Sync {
     ) -> BoxFuture<'_, Result<(), String>>;
 }
 
-/// A requested target and the digest of the push that asked for it.
-type PendingKey = (Target, Option<String>);
+/// Notifications for one target within this window make at most two requests: the first at
+/// once, and one at the window's end if a push of another digest arrived meanwhile (so the last
+/// push is never lost, and a burst of forged digests costs two writes, not one each).
+const COALESCE_MS: i64 = 2_000;
+
+/// The last request made for a target, and whether another is due at the window's end.
+struct Pending {
+    at: i64,
+    digest: Option<String>,
+    trailing: bool,
+}
 
 #[derive(Clone)]
 pub struct Receiver {
     pub config: Arc<NotifyConfig>,
     pub index: Arc<Mutex<TargetIndex>>,
     pub requester: Arc<dyn Requester>,
-    /// Recent requests by target and pushed digest, so a burst of notifications for one push
-    /// (retries, several events per push) makes one request while a new digest makes another.
-    pending: Arc<Mutex<HashMap<PendingKey, i64>>>,
+    /// Recent requests by target (see [`COALESCE_MS`]).
+    pending: Arc<Mutex<HashMap<Target, Pending>>>,
 }
 
 impl Receiver {
@@ -181,7 +189,10 @@ fn authenticated(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    let given = header.or(query.get("token").map(String::as_str));
+    // Only Quay and Docker Hub cannot send a header; elsewhere a token in the URL would only
+    // end up in access logs.
+    let in_query = matches!(source, Source::Quay | Source::DockerHub);
+    let given = header.or(query.get("token").filter(|_| in_query).map(String::as_str));
     given.is_some_and(|g| same_secret(g, token))
 }
 
@@ -213,24 +224,14 @@ pub async fn receive(
         outcome(&receiver.config.metrics, src.name(), "unknown_repository");
         return (StatusCode::ACCEPTED, r#"{"requested":0}"#.into());
     }
-    let by_stream = coalesce(receiver, found, received);
+    let (by_stream, later) = coalesce(receiver, found, received);
+    for target in later {
+        tokio::spawn(trailing(receiver.clone(), src, target, received));
+    }
     let mut requested = 0;
     for ((ns, stream), tags) in by_stream {
-        let notified = Notified {
-            source: src.name().into(),
-            at_ms: received,
-            tags: tags.clone(),
-        };
-        let request =
-            receiver
-                .requester
-                .request(ns.clone(), stream.clone(), tags.clone(), notified);
-        match request.await {
-            Ok(()) => requested += tags.len(),
-            Err(e) => {
-                tracing::warn!(namespace = %ns, %stream, error = %e, "could not request the import for a push notification");
-                outcome(&receiver.config.metrics, src.name(), "error");
-            }
+        if send(receiver, src, ns, stream, tags.clone(), received).await {
+            requested += tags.len();
         }
     }
     outcome(&receiver.config.metrics, src.name(), "accepted");
@@ -238,6 +239,59 @@ pub async fn receive(
         StatusCode::ACCEPTED,
         format!(r#"{{"requested":{requested}}}"#),
     )
+}
+
+/// Writes one stream's re-import request; false (logged and counted) when it failed.
+async fn send(
+    receiver: &Receiver,
+    src: Source,
+    ns: String,
+    stream: String,
+    tags: Vec<String>,
+    received: i64,
+) -> bool {
+    let notified = Notified {
+        source: src.name().into(),
+        at_ms: received,
+        tags: tags.clone(),
+    };
+    let request = receiver
+        .requester
+        .request(ns.clone(), stream.clone(), tags, notified);
+    match request.await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(namespace = %ns, %stream, error = %e, "could not request the import for a push notification");
+            outcome(&receiver.config.metrics, src.name(), "error");
+            false
+        }
+    }
+}
+
+/// The request at the end of a target's window, for the pushes coalesced into it.
+async fn trailing(receiver: Receiver, src: Source, target: Target, received: i64) {
+    let due = {
+        let pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending
+            .get(&target)
+            .map_or(received, |p| p.at.saturating_add(COALESCE_MS))
+    };
+    let wait = u64::try_from(due.saturating_sub(received)).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    {
+        let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pending.get_mut(&target) {
+            p.at = now;
+            p.trailing = false;
+        }
+    }
+    let Target {
+        namespace,
+        stream,
+        tag,
+    } = target;
+    send(&receiver, src, namespace, stream, vec![tag], now).await;
 }
 
 /// A known source, its content type, the token or signature, and a payload that parses; or the
@@ -250,14 +304,17 @@ fn accept(
     body: &[u8],
 ) -> Result<(Source, Vec<Push>), (StatusCode, String)> {
     let Some(src) = Source::parse(source) else {
-        return Err((
-            StatusCode::NOT_FOUND,
-            format!(
-                r#"{{"error":"unknown source {source:?}; use distribution, harbor, quay, dockerhub or ghcr"}}"#
-            ),
-        ));
+        let error =
+            format!("unknown source {source:?}; use distribution, harbor, quay, dockerhub or ghcr");
+        return Err((StatusCode::NOT_FOUND, error_body(&error)));
     };
     let metrics = &receiver.config.metrics;
+    // Nothing about what this endpoint accepts is told to a caller without the secret.
+    if !authenticated(&receiver.config, src, headers, query, body) {
+        outcome(metrics, src.name(), "unauthorized");
+        let error = "missing or wrong notification token or signature";
+        return Err((StatusCode::UNAUTHORIZED, error_body(error)));
+    }
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -265,23 +322,24 @@ fn accept(
     if !src.accepts(content_type) {
         outcome(metrics, src.name(), "unsupported_media_type");
         let error = format!(
-            r#"{{"error":"content type {content_type:?} is not a {} notification"}}"#,
+            "content type {content_type:?} is not a {} notification",
             src.name()
         );
-        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, error));
-    }
-    if !authenticated(&receiver.config, src, headers, query, body) {
-        outcome(metrics, src.name(), "unauthorized");
-        let error = r#"{"error":"missing or wrong notification token or signature"}"#;
-        return Err((StatusCode::UNAUTHORIZED, error.into()));
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, error_body(&error)));
     }
     match payload::parse(src, body) {
         Ok(pushes) => Ok((src, pushes)),
         Err(e) => {
             outcome(metrics, src.name(), "bad_request");
-            Err((StatusCode::BAD_REQUEST, format!(r#"{{"error":{:?}}}"#, e)))
+            Err((StatusCode::BAD_REQUEST, error_body(&e.to_string())))
         }
     }
+}
+
+/// `{"error": "…"}`, valid JSON whatever the text (a caller's path or content type included).
+fn error_body(error: &str) -> String {
+    let error = crate::api::untrusted::clean(error, crate::api::untrusted::MAX_TEXT);
+    serde_json::json!({ "error": error }).to_string()
 }
 
 /// The spec tags following each pushed reference, with the push's digest (one index lookup).
@@ -300,29 +358,45 @@ fn targets_of(receiver: &Receiver, pushes: &[Push]) -> Vec<(Target, Option<Strin
         .collect()
 }
 
-/// The tags to request per stream, leaving out what a request younger than two seconds already
-/// asked for (the same push, repeated or sent by several webhooks).
+/// Tags to request, by (namespace, stream).
+type ByStream = BTreeMap<(String, String), Vec<String>>;
+
+/// Per stream, the tags to request now; and the targets that get a request at the end of their
+/// window, because a push of another digest arrived within it.
 fn coalesce(
     receiver: &Receiver,
     found: Vec<(Target, Option<String>)>,
     received: i64,
-) -> std::collections::BTreeMap<(String, String), Vec<String>> {
-    let mut by_stream: std::collections::BTreeMap<(String, String), Vec<String>> =
-        Default::default();
+) -> (ByStream, Vec<Target>) {
+    let mut now = ByStream::new();
+    let mut later = Vec::new();
     let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
-    pending.retain(|_, at| received - *at < 2_000);
+    pending.retain(|_, p| p.trailing || received.saturating_sub(p.at) < COALESCE_MS);
     for (t, digest) in found {
-        let id = (t.clone(), digest);
-        if pending.contains_key(&id) {
-            continue;
-        }
-        pending.insert(id, received);
-        let tags = by_stream.entry((t.namespace, t.stream)).or_default();
-        if !tags.contains(&t.tag) {
-            tags.push(t.tag);
+        match pending.get_mut(&t) {
+            Some(p) if p.trailing || p.digest == digest => {}
+            Some(p) => {
+                p.trailing = true;
+                p.digest = digest;
+                later.push(t);
+            }
+            None => {
+                pending.insert(
+                    t.clone(),
+                    Pending {
+                        at: received,
+                        digest,
+                        trailing: false,
+                    },
+                );
+                let tags = now.entry((t.namespace, t.stream)).or_default();
+                if !tags.contains(&t.tag) {
+                    tags.push(t.tag);
+                }
+            }
         }
     }
-    by_stream
+    (now, later)
 }
 
 fn wanted_keys(config: &NotifyConfig, pushes: &[Push]) -> BTreeSet<String> {
