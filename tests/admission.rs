@@ -510,3 +510,24 @@ mod never_panics {
         }
     }
 }
+
+/// A hand-written review naming one namespace and carrying another's object resolved streams
+/// of the object's namespace. Only an object of the request's namespace is looked up now.
+#[test]
+fn a_review_whose_object_is_in_another_namespace_resolves_nothing() {
+    let mut object = deployment("nginx:1", json!({}), json!({}));
+    object["metadata"]["namespace"] = json!("other");
+    let (patch, warnings) = answer(&world(), create(object.clone()));
+    assert_eq!(patch, None);
+    assert!(
+        warnings.iter().any(|w| w.contains("not the request's")),
+        "{warnings:?}"
+    );
+    let mut review = serde_json::to_value(create(object)).unwrap();
+    review["request"]["namespace"] = json!("other");
+    let (patch, _) = answer(&world(), serde_json::from_value(review).unwrap());
+    assert!(
+        patch.is_some(),
+        "consistent reviews of `other` still resolve in `other`"
+    );
+}

@@ -110,7 +110,12 @@ pub fn review(
     if let (Some(kind), Some(op), Some(obj), None) =
         (kind, op, req.object.as_ref(), req.sub_resource.as_ref())
     {
-        let value = to_value(obj, &req);
+        let Some(value) = in_its_namespace(obj, &req) else {
+            response.warnings = Some(vec![
+                "image lookup skipped: the object's namespace is not the request's".into(),
+            ]);
+            return counted(metrics, &req.kind.kind, "refused", started, response);
+        };
         if may_need_work(kind, &value) {
             let old = req.old_object.as_ref().map(|o| to_value(o, &req));
             let lookup =
@@ -125,10 +130,20 @@ pub fn review(
             }
         }
     }
+    counted(metrics, &req.kind.kind, outcome, started, response)
+}
+
+fn counted(
+    metrics: &AdmissionMetrics,
+    kind: &str,
+    outcome: &str,
+    started: Instant,
+    response: AdmissionResponse,
+) -> AdmissionReview<DynamicObject> {
     metrics
         .admissions
         .get_or_create(&AdmissionLabels {
-            kind: req.kind.kind.clone(),
+            kind: kind.into(),
             outcome: outcome.into(),
         })
         .inc();
@@ -190,6 +205,21 @@ fn to_value(obj: &DynamicObject, req: &AdmissionRequest<DynamicObject>) -> serde
         }
     }
     v
+}
+
+/// The object, when it lives in the namespace the request is for: lookups read only streams of
+/// that namespace, so a review that names one namespace and carries an object of another (never
+/// sent by an API server) resolves nothing in either.
+fn in_its_namespace(
+    obj: &DynamicObject,
+    req: &AdmissionRequest<DynamicObject>,
+) -> Option<serde_json::Value> {
+    let requested = req.namespace.as_deref().filter(|n| !n.is_empty())?;
+    let value = to_value(obj, req);
+    let carried = value
+        .pointer("/metadata/namespace")
+        .and_then(|n| n.as_str());
+    (carried == Some(requested)).then_some(value)
 }
 
 pub fn router(admission: Admission) -> Router {
