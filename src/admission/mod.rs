@@ -1,6 +1,7 @@
 //! The mutating admission webhook: image lookup for short names and image triggers resolved
 //! when Jobs and bare Pods are created. `lookup.rs` decides (pure), `server.rs` serves HTTPS.
 
+pub mod listener;
 pub mod lookup;
 pub mod server;
 

@@ -22,6 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tracing::warn;
 
+use super::listener::{Limited, ListenerLimits};
 use super::lookup::{may_need_work, mutate, Operation};
 use crate::api::ImageStream;
 use crate::triggers::workload::Kind;
@@ -295,6 +296,17 @@ pub async fn serve(
 
 /// Serves any router (admission plus the notification receiver) over the webhook's TLS.
 pub async fn serve_router(addr: SocketAddr, cert: Certificate, app: Router) -> anyhow::Result<()> {
+    serve_router_with(addr, cert, app, ListenerLimits::default()).await
+}
+
+/// [`serve_router`] with the listener's bounds given: a connection limit, the handshake and
+/// first-request deadline, the header-read timeout and the idle timeout.
+pub async fn serve_router_with(
+    addr: SocketAddr,
+    cert: Certificate,
+    app: Router,
+    limits: ListenerLimits,
+) -> anyhow::Result<()> {
     let config = tls_config(&cert).await?;
     if let Certificate::Files { cert, key } = &cert {
         tokio::spawn(reload_on_change(
@@ -304,7 +316,18 @@ pub async fn serve_router(addr: SocketAddr, cert: Certificate, app: Router) -> a
             Duration::from_secs(10),
         ));
     }
-    axum_server::bind_rustls(addr, config)
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .handshake_timeout(limits.handshake)
+        .acceptor(Limited::new(limits));
+    let mut server = axum_server::bind(addr)
+        .acceptor(acceptor)
+        .first_request_timeout(limits.handshake);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    server
         .serve(app.into_make_service())
         .await
         .map_err(|e| anyhow::anyhow!("admission server on {addr}: {e}"))

@@ -1,0 +1,158 @@
+//! The HTTPS listener against clients that misbehave on purpose (real sockets on 127.0.0.1): a
+//! connection that sends half its headers, one that goes quiet after a request, and more
+//! connections than the limit. Short limits keep the test quick; the defaults are seconds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use imagestream_operator::admission::listener::ListenerLimits;
+use imagestream_operator::admission::server::{generate, serve_router_with, Certificate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
+
+const LIMITS: ListenerLimits = ListenerLimits {
+    connections: 3,
+    handshake: Duration::from_secs(1),
+    header_read: Duration::from_millis(800),
+    idle: Duration::from_millis(1500),
+};
+
+struct Server {
+    addr: std::net::SocketAddr,
+    connector: tokio_rustls::TlsConnector,
+}
+
+async fn server() -> Server {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = generate(&["127.0.0.1".to_string()]).unwrap();
+    let Certificate::Generated { cert_pem, .. } = &cert else {
+        unreachable!()
+    };
+    let der: String = cert_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der.into()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(serve_router_with(addr, cert, app, LIMITS));
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Server {
+        addr,
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+    }
+}
+
+impl Server {
+    async fn tls(&self) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        self.connector.connect(name, tcp).await.unwrap()
+    }
+}
+
+/// How long until the server closes the connection (reads return EOF or an error).
+async fn closed_after(stream: &mut TlsStream<TcpStream>, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_cut_off() {
+    let s = server().await;
+    let mut c = s.tls().await;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let closed = closed_after(&mut c, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(3)),
+        "open after {closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let s = server().await;
+    let mut c = s.tls().await;
+    let closed = closed_after(&mut c, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(3)),
+        "open after {closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed() {
+    let s = server().await;
+    let mut c = s.tls().await;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let closed = closed_after(&mut c, Duration::from_secs(6)).await;
+    assert!(
+        closed.is_some_and(|d| d < Duration::from_secs(4)),
+        "open after {closed:?}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_and_the_rest_still_served() {
+    let s = server().await;
+    let mut held = Vec::new();
+    for _ in 0..LIMITS.connections {
+        held.push(s.tls().await);
+    }
+    let tcp = TcpStream::connect(s.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let extra = s.connector.connect(name, tcp).await;
+    assert!(
+        extra.is_err(),
+        "a connection past the limit got a TLS session"
+    );
+    let mut c = held.pop().unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(held);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = s.tls().await;
+    again
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = again.read(&mut buf).await.unwrap();
+    assert!(n > 0, "slots are released when connections close");
+}
