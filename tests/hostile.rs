@@ -7,13 +7,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use base64::Engine;
-use common::{install_crypto, read_head, respond, Registry};
+use common::{install_crypto, keyring_for, read_head, respond, Registry};
 use imagestream_operator::api::ImportMode;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{ImageRef, ImageResolver, ImportRequest, Keyring};
-use k8s_openapi::api::core::v1::Secret;
 
 fn request(reference: &str, keyring: Keyring) -> ImportRequest {
     ImportRequest {
@@ -25,18 +23,6 @@ fn request(reference: &str, keyring: Keyring) -> ImportRequest {
         keyring,
         known: None,
     }
-}
-
-fn keyring_for(registry: &str, user: &str, password: &str) -> Keyring {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let config = serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "pull", "namespace": "team-a"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
-    }))
-    .unwrap();
-    Keyring::from_secrets([&secret]).0
 }
 
 fn resolver(policy: RegistryPolicy) -> RegistryResolver {

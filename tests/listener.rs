@@ -63,6 +63,16 @@ async fn server() -> Server {
     }
 }
 
+/// Sends one request on the connection and checks the answer is the app's.
+async fn get_ok(c: &mut TlsStream<TcpStream>) {
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = c.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
 impl Server {
     async fn tls(&self) -> TlsStream<TcpStream> {
         let tcp = TcpStream::connect(self.addr).await.unwrap();
@@ -111,12 +121,7 @@ async fn a_connection_that_sends_nothing_is_closed() {
 async fn an_idle_kept_alive_connection_is_closed() {
     let s = server().await;
     let mut c = s.tls().await;
-    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = c.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    get_ok(&mut c).await;
     let closed = closed_after(&mut c, Duration::from_secs(6)).await;
     assert!(
         closed.is_some_and(|d| d < Duration::from_secs(4)),
@@ -139,20 +144,10 @@ async fn connections_beyond_the_limit_are_refused_and_the_rest_still_served() {
         "a connection past the limit got a TLS session"
     );
     let mut c = held.pop().unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 1024];
-    let n = c.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    get_ok(&mut c).await;
     drop(held);
     drop(c);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut again = s.tls().await;
-    again
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let n = again.read(&mut buf).await.unwrap();
-    assert!(n > 0, "slots are released when connections close");
+    // Slots are released when connections close.
+    get_ok(&mut s.tls().await).await;
 }

@@ -21,7 +21,6 @@ use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig}
 use imagestream_operator::registry::{
     ImageRef, ImageResolver, ImportRequest, Keyring, RegistryError,
 };
-use k8s_openapi::api::core::v1::Secret;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-from-the-cloud";
@@ -169,18 +168,6 @@ async fn a_zero_cache_duration_is_not_cached() {
     assert_eq!(setup.calls().len(), 3);
 }
 
-fn pull_secret(registry: &str, user: &str, password: &str) -> Keyring {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let config = serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "pull", "namespace": "demo"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
-    }))
-    .unwrap();
-    Keyring::from_secrets([&secret]).0
-}
-
 /// The kubelet's order: the namespace's pull secret first, then the providers'; a refused one
 /// is followed by the next, so a stale secret does not hide a working provider.
 #[tokio::test]
@@ -194,7 +181,7 @@ async fn pull_secrets_come_first_and_a_refused_one_falls_through_to_the_provider
 
     let setup = ProviderSetup::new("cloud", &[&reg.addr], &ok_env("Registry"), None);
     let mut stale = request(&reference);
-    stale.keyring = pull_secret(&reg.addr, USER, "expired");
+    stale.keyring = common::keyring_for(&reg.addr, USER, "expired");
     assert_eq!(
         resolver_with(&setup, None)
             .resolve(stale)
@@ -212,7 +199,7 @@ async fn pull_secrets_come_first_and_a_refused_one_falls_through_to_the_provider
         None,
     );
     let mut good = request(&reference);
-    good.keyring = pull_secret(&reg.addr, USER, PASSWORD);
+    good.keyring = common::keyring_for(&reg.addr, USER, PASSWORD);
     assert_eq!(
         resolver_with(&broken, None)
             .resolve(good)

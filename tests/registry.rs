@@ -2,11 +2,10 @@
 
 mod common;
 
-use base64::Engine;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{install_crypto, Fault, FaultProxy, Registry, TokenServer};
+use common::{install_crypto, keyring_for, Fault, FaultProxy, Registry, TokenServer};
 use imagestream_operator::api::ImportMode;
 use imagestream_operator::registry::metrics::RequestLabels;
 use imagestream_operator::registry::policy::RegistryPolicy;
@@ -14,7 +13,6 @@ use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig}
 use imagestream_operator::registry::{
     ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, RegistryError,
 };
-use k8s_openapi::api::core::v1::Secret;
 
 fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
     ImportRequest {
@@ -30,20 +28,6 @@ fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
 
 fn resolver() -> RegistryResolver {
     RegistryResolver::new(ResolverConfig::default()).unwrap()
-}
-
-fn keyring_for(registry: &str, user: &str, password: &str) -> Keyring {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let config = serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "pull", "namespace": "demo"},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
-    }))
-    .unwrap();
-    let (keyring, skipped) = Keyring::from_secrets([&secret]);
-    assert!(skipped.is_empty());
-    keyring
 }
 
 #[tokio::test]

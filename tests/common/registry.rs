@@ -337,3 +337,23 @@ pub fn digest(bytes: &[u8]) -> String {
             .collect::<String>()
     )
 }
+
+/// A keyring holding one `kubernetes.io/dockerconfigjson` pull secret for `registry`.
+pub fn keyring_for(
+    registry: &str,
+    user: &str,
+    password: &str,
+) -> imagestream_operator::registry::Keyring {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = serde_json::json!({"auths": {registry: {"auth": auth}}}).to_string();
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "pull", "namespace": "demo"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64::engine::general_purpose::STANDARD.encode(config)},
+    }))
+    .unwrap();
+    let (keyring, skipped) = imagestream_operator::registry::Keyring::from_secrets([&secret]);
+    assert!(skipped.is_empty());
+    keyring
+}

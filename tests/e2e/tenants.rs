@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use imagestream_operator::api::*;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -21,16 +21,6 @@ use super::{cluster, enabled};
 /// The chart's default memory limit (charts/imagestream-operator/values.yaml).
 const CHART_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 const SECRET_ENV: &str = "API_KEY=hunter2-e2e";
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .unwrap();
-}
 
 async fn create_stream(api: &Api<ImageStream>, name: &str, tags: &[(String, String)]) {
     let tags: Vec<_> = tags
@@ -140,8 +130,7 @@ async fn tenants_cannot_read_each_other_or_take_the_operator_down() {
     };
     let (client, ns_a, mut cleanup) = cluster("tenant-a").await;
     let ns_b = format!("tenant-b-{}", std::process::id());
-    create_namespace(&client, &ns_b).await;
-    cleanup.namespace(&ns_b);
+    super::fixtures::namespace(&client, &mut cleanup, &ns_b).await;
     Api::<Secret>::namespaced(client.clone(), &ns_a)
         .create(
             &PostParams::default(),
