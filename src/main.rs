@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use imagestream_operator::admission::server::Certificate;
-use imagestream_operator::admission::shared_certificate;
+use imagestream_operator::admission::{shared_certificate, Shared};
 use imagestream_operator::api::cache::StreamCache;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
@@ -119,9 +119,19 @@ struct RunArgs {
     /// Seconds a leader's lease lasts without renewal: how fast a follower takes over.
     #[arg(long, env = "LEADER_ELECTION_DURATION", default_value_t = 15)]
     leader_election_duration: u64,
-    /// Address of the HTTPS admission endpoint (image lookup, triggers at creation); unset = off.
+    /// Address of the HTTPS admission webhook (image lookup, triggers at creation), for the API
+    /// server only; unset = off (and no notification listener either).
     #[arg(long, env = "ADMISSION_ADDR")]
     admission_addr: Option<std::net::SocketAddr>,
+    /// PEM bundle of the CAs whose client certificates the webhook accepts: the API server's,
+    /// as its AdmissionConfiguration kubeConfigFile presents it. Set, every other caller is
+    /// refused during the TLS handshake.
+    #[arg(long, env = "ADMISSION_CLIENT_CA_FILE")]
+    admission_client_ca_file: Option<std::path::PathBuf>,
+    /// Address of the HTTPS notification receiver (/notify/<source>): the port to expose to
+    /// registries. Unset, notifications are not received.
+    #[arg(long, env = "NOTIFICATION_ADDR", requires = "admission_addr")]
+    notification_addr: Option<std::net::SocketAddr>,
     /// PEM certificate for the admission endpoint (reloaded when it changes); without it a
     /// self-signed one is generated and injected into the webhook configuration.
     #[arg(long, env = "ADMISSION_CERT_FILE", requires = "admission_key_file")]
@@ -471,9 +481,9 @@ fn leader_config(args: &RunArgs, metrics: &Metrics) -> LeaderConfig {
     }
 }
 
-/// The HTTPS endpoint (webhook and notification receiver), if `--admission-addr` is set: with the
-/// given certificate files, or the certificate shared by all replicas through a Secret (then kept
-/// in the webhook configuration).
+/// The HTTPS listeners, if `--admission-addr` is set: the webhook and, with
+/// `--notification-addr`, the notification receiver, with the given certificate files or the
+/// certificate shared by all replicas through a Secret (then kept renewed and trusted).
 async fn admission_endpoint(
     args: &RunArgs,
     client: &kube::Client,
@@ -483,7 +493,16 @@ async fn admission_endpoint(
     let Some(addr) = args.admission_addr else {
         return Ok(None);
     };
-    let (cert, inject) = match (&args.admission_cert_file, &args.admission_key_file) {
+    let client_ca = match &args.admission_client_ca_file {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("reading --admission-client-ca-file {}: {e}", path.display())
+            })?;
+            Some(imagestream_operator::admission::server::client_roots(&pem)?)
+        }
+    };
+    let (cert, shared) = match (&args.admission_cert_file, &args.admission_key_file) {
         (Some(cert), Some(key)) => {
             let files = Certificate::Files {
                 cert: cert.clone(),
@@ -492,23 +511,32 @@ async fn admission_endpoint(
             (files, None)
         }
         _ => {
-            let hosts = match args.admission_hosts.is_empty() {
-                true => vec![format!(
-                    "imagestream-operator-webhook.{}.svc",
-                    args.leader_election_namespace
-                )],
-                false => args.admission_hosts.clone(),
+            let shared = Shared {
+                namespace: args.leader_election_namespace.clone(),
+                secret: args.admission_certificate_secret.clone(),
+                hosts: match args.admission_hosts.is_empty() {
+                    true => vec![format!(
+                        "imagestream-operator-webhook.{}.svc",
+                        args.leader_election_namespace
+                    )],
+                    false => args.admission_hosts.clone(),
+                },
+                webhook: args.admission_webhook_configuration.clone(),
             };
-            let namespace = &args.leader_election_namespace;
-            let secret = &args.admission_certificate_secret;
-            let cert = shared_certificate(client, namespace, secret, &hosts).await?;
-            (cert, Some(args.admission_webhook_configuration.clone()))
+            let stored = shared_certificate(client, &shared).await?;
+            let cert = Certificate::Generated {
+                cert_pem: stored.pair.cert_pem.clone(),
+                key_pem: stored.pair.key_pem.clone(),
+            };
+            (cert, Some((shared, stored)))
         }
     };
     Ok(Some(imagestream_operator::serve::Endpoint {
         addr,
+        notify_addr: args.notification_addr,
         cert,
-        inject,
+        shared,
+        client_ca,
         notify: Some(notify),
         metrics: metrics.admission.clone(),
     }))

@@ -1,6 +1,8 @@
 //! The admission webhook: AdmissionReview JSON in, exact JSONPatch out, for every rule of the
 //! reference notes §5 and the Job/Pod trigger path; then the real HTTPS endpoint.
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine;
@@ -375,23 +377,19 @@ async fn https_endpoint_answers_and_reloads_rotated_certificates() {
         .unwrap()
         .port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let files = Certificate::Files {
-        cert: cert_path.clone(),
-        key: key_path.clone(),
+    let pair = imagestream_operator::admission::certificate::Pair {
+        cert_pem: cert1.clone(),
+        key_pem: key1.clone(),
     };
-    let config = server::tls_config(&files).await.unwrap();
+    let tls = server::ServerTls::new(&pair, None).unwrap();
     tokio::spawn(server::reload_on_change(
-        config.clone(),
+        tls.clone(),
         cert_path.clone(),
         key_path.clone(),
         Duration::from_millis(100),
     ));
     let app = server::router(world());
-    tokio::spawn(async move {
-        axum_server::bind_rustls(addr, config)
-            .serve(app.into_make_service())
-            .await
-    });
+    tokio::spawn(server::serve_tls(addr, tls, app, Default::default()));
 
     let url = format!("https://127.0.0.1:{port}/mutate");
     let body = serde_json::to_value(create(deployment("mysql:8", json!({}), json!({})))).unwrap();
@@ -530,4 +528,148 @@ fn a_review_whose_object_is_in_another_namespace_resolves_nothing() {
         patch.is_some(),
         "consistent reviews of `other` still resolve in `other`"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generated certificate shared through a Secret (exact requests over the mocked API).
+
+mod shared_certificate {
+    use super::common::api::{answer_next, assert_no_more_requests, mock_client, Reply};
+    use imagestream_operator::admission::certificate::{self, Pair};
+    use imagestream_operator::admission::{shared_certificate, Shared};
+    use serde_json::{json, Value};
+    use std::time::{Duration, SystemTime};
+
+    const SECRETS: &str = "/api/v1/namespaces/imagestream-system/secrets";
+
+    fn shared(hosts: &[&str]) -> Shared {
+        Shared {
+            namespace: "imagestream-system".into(),
+            secret: "iso-webhook-tls".into(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            webhook: "iso".into(),
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn unb64(v: &Value) -> String {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    fn stored(pair: &Pair) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "iso-webhook-tls", "namespace": "imagestream-system", "resourceVersion": "41"},
+            "data": {"tls.crt": b64(&pair.cert_pem), "tls.key": b64(&pair.key_pem)}})
+    }
+
+    /// A current certificate for today's names is read and served: one GET, nothing written.
+    #[tokio::test]
+    async fn a_fresh_certificate_is_served_as_stored() {
+        let hosts = ["iso-webhook.imagestream-system.svc"];
+        let pair = certificate::generate(&shared(&hosts).hosts, SystemTime::now()).unwrap();
+        let (client, mut handle) = mock_client("default");
+        let task = tokio::spawn(async move { shared_certificate(&client, &shared(&hosts)).await });
+        let body = stored(&pair);
+        let get = answer_next(&mut handle, |_| Reply::Json(body)).await;
+        assert_eq!(
+            (get.method.as_str(), get.uri.as_str()),
+            ("GET", &*format!("{SECRETS}/iso-webhook-tls"))
+        );
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(got.pair, pair);
+        assert_eq!(got.ca_bundle, pair.cert_pem);
+        assert_no_more_requests(&mut handle).await;
+    }
+
+    /// A Secret whose certificate names another Service (the release was renamed, or
+    /// --admission-hosts changed) is replaced: a PUT with the resourceVersion read, a
+    /// certificate for today's names, and a CA bundle that still trusts the old one, which
+    /// replicas not yet reloaded serve.
+    #[tokio::test]
+    async fn a_certificate_for_other_names_is_replaced_and_the_old_one_stays_trusted() {
+        let old = certificate::generate(
+            &["old-webhook.imagestream-system.svc".to_string()],
+            SystemTime::now(),
+        )
+        .unwrap();
+        let hosts = ["iso-webhook.imagestream-system.svc"];
+        let (client, mut handle) = mock_client("default");
+        let task = tokio::spawn(async move { shared_certificate(&client, &shared(&hosts)).await });
+        let body = stored(&old);
+        answer_next(&mut handle, |_| Reply::Json(body)).await;
+        let put = answer_next(&mut handle, |_| Reply::Echo).await;
+        assert_eq!(
+            (put.method.as_str(), put.uri.as_str()),
+            ("PUT", &*format!("{SECRETS}/iso-webhook-tls?"))
+        );
+        assert_eq!(put.body["metadata"]["resourceVersion"], "41");
+        let new_cert = unb64(&put.body["data"]["tls.crt"]);
+        assert!(matches!(
+            certificate::assess(&new_cert, &shared(&hosts).hosts, SystemTime::now()),
+            certificate::Verdict::Serve { .. }
+        ));
+        assert_eq!(
+            unb64(&put.body["data"]["ca.crt"]),
+            format!("{new_cert}{}", old.cert_pem)
+        );
+        // The replacement is read back and served.
+        let written = put.body.clone();
+        answer_next(&mut handle, |_| Reply::Json(written)).await;
+        let got = task.await.unwrap().unwrap();
+        assert_eq!(got.pair.cert_pem, new_cert);
+        assert_eq!(got.ca_bundle, format!("{new_cert}{}", old.cert_pem));
+        assert_no_more_requests(&mut handle).await;
+    }
+
+    /// Past two thirds of its life, a certificate is renewed; one that has expired is not kept
+    /// in the bundle.
+    #[tokio::test]
+    async fn an_aging_certificate_is_renewed() {
+        let hosts = ["iso-webhook.imagestream-system.svc"];
+        let long_ago = SystemTime::now() - Duration::from_secs(300 * 24 * 3600);
+        let aging = certificate::generate(&shared(&hosts).hosts, long_ago).unwrap();
+        let (client, mut handle) = mock_client("default");
+        let task = tokio::spawn(async move { shared_certificate(&client, &shared(&hosts)).await });
+        let body = stored(&aging);
+        answer_next(&mut handle, |_| Reply::Json(body)).await;
+        let put = answer_next(&mut handle, |_| Reply::Echo).await;
+        assert_eq!(put.method.as_str(), "PUT");
+        let new_cert = unb64(&put.body["data"]["tls.crt"]);
+        assert_ne!(new_cert, aging.cert_pem);
+        assert_eq!(
+            unb64(&put.body["data"]["ca.crt"]),
+            format!("{new_cert}{}", aging.cert_pem)
+        );
+        let written = put.body.clone();
+        answer_next(&mut handle, |_| Reply::Json(written)).await;
+        task.await.unwrap().unwrap();
+
+        let expired = certificate::generate(
+            &shared(&hosts).hosts,
+            SystemTime::now() - Duration::from_secs(400 * 24 * 3600),
+        )
+        .unwrap();
+        let (client, mut handle) = mock_client("default");
+        let task = tokio::spawn(async move { shared_certificate(&client, &shared(&hosts)).await });
+        let body = stored(&expired);
+        answer_next(&mut handle, |_| Reply::Json(body)).await;
+        let put = answer_next(&mut handle, |_| Reply::Echo).await;
+        let new_cert = unb64(&put.body["data"]["tls.crt"]);
+        assert_eq!(
+            unb64(&put.body["data"]["ca.crt"]),
+            new_cert,
+            "an expired certificate is not trusted on"
+        );
+        let written = put.body.clone();
+        answer_next(&mut handle, |_| Reply::Json(written)).await;
+        task.await.unwrap().unwrap();
+    }
 }

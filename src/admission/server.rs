@@ -237,42 +237,141 @@ pub fn router(admission: Admission) -> Router {
 pub enum Certificate {
     /// PEM files, re-read when their modification time changes.
     Files { cert: PathBuf, key: PathBuf },
-    /// Generated in memory at start-up; the caller injects `ca_pem` into the webhook configuration.
+    /// Generated (and shared through a Secret by `admission::keep_certificate`, which swaps it
+    /// in place when it is renewed).
     Generated { cert_pem: String, key_pem: String },
 }
 
-/// A self-signed certificate for `hosts` (the webhook Service's DNS names).
+/// A self-signed certificate for `hosts` (the webhook Service's DNS names), valid for a year.
 pub fn generate(hosts: &[String]) -> anyhow::Result<Certificate> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::new(hosts.to_vec())?;
-    params.is_ca = rcgen::IsCa::NoCa;
-    let cert = params.self_signed(&key)?;
+    let pair = super::certificate::generate(hosts, std::time::SystemTime::now())?;
     Ok(Certificate::Generated {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_pem: pair.cert_pem,
+        key_pem: pair.key_pem,
     })
 }
 
-pub async fn tls_config(cert: &Certificate) -> anyhow::Result<RustlsConfig> {
-    let config = match cert {
-        Certificate::Files { cert, key } => RustlsConfig::from_pem_file(cert, key).await,
-        Certificate::Generated { cert_pem, key_pem } => {
-            RustlsConfig::from_pem(cert_pem.as_bytes().to_vec(), key_pem.as_bytes().to_vec()).await
+/// The CA certificates whose clients a listener accepts (the API server's client certificate,
+/// from an `AdmissionConfiguration` `kubeConfigFile`): a PEM bundle.
+pub fn client_roots(pem: &[u8]) -> anyhow::Result<Arc<rustls::RootCertStore>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| anyhow::anyhow!("client CA bundle: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("client CA bundle: {e}"))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("client CA bundle holds no certificate");
+    }
+    Ok(Arc::new(roots))
+}
+
+/// One listener's TLS: the certificate it serves, swappable while it runs, and the client CAs
+/// it demands a certificate from (none: any client may connect).
+#[derive(Clone)]
+pub struct ServerTls {
+    config: RustlsConfig,
+    clients: Option<Arc<rustls::RootCertStore>>,
+}
+
+impl ServerTls {
+    pub fn new(
+        pair: &super::certificate::Pair,
+        clients: Option<Arc<rustls::RootCertStore>>,
+    ) -> anyhow::Result<Self> {
+        let config = RustlsConfig::from_config(server_config(pair, clients.as_ref())?);
+        Ok(Self { config, clients })
+    }
+
+    /// Serves `pair` from the next handshake on; connections already open keep theirs.
+    pub fn load(&self, pair: &super::certificate::Pair) -> anyhow::Result<()> {
+        self.config
+            .reload_from_config(server_config(pair, self.clients.as_ref())?);
+        Ok(())
+    }
+}
+
+fn server_config(
+    pair: &super::certificate::Pair,
+    clients: Option<&Arc<rustls::RootCertStore>>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(pair.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("admission TLS certificate: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(pair.key_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("admission TLS key: {e}"))?;
+    let builder = rustls::ServerConfig::builder();
+    let builder = match clients {
+        None => builder.with_no_client_auth(),
+        Some(roots) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder(roots.clone())
+                .build()
+                .map_err(|e| anyhow::anyhow!("client CA bundle: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
         }
     };
-    config.map_err(|e| anyhow::anyhow!("admission TLS certificate: {e}"))
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| anyhow::anyhow!("admission TLS certificate: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read_pair(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<super::certificate::Pair> {
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+    };
+    Ok(super::certificate::Pair {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    })
+}
+
+/// The listener's TLS for `cert` (files are then re-read when they change).
+pub async fn tls_for(
+    cert: &Certificate,
+    clients: Option<Arc<rustls::RootCertStore>>,
+) -> anyhow::Result<ServerTls> {
+    match cert {
+        Certificate::Files { cert, key } => {
+            let tls = ServerTls::new(&read_pair(cert, key)?, clients)?;
+            tokio::spawn(reload_on_change(
+                tls.clone(),
+                cert.clone(),
+                key.clone(),
+                Duration::from_secs(10),
+            ));
+            Ok(tls)
+        }
+        Certificate::Generated { cert_pem, key_pem } => {
+            let pair = super::certificate::Pair {
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            };
+            ServerTls::new(&pair, clients)
+        }
+    }
+}
+
+/// The rustls config of `cert` as axum-server takes it (benches and tests serving their own
+/// routers).
+pub async fn tls_config(cert: &Certificate) -> anyhow::Result<RustlsConfig> {
+    Ok(tls_for(cert, None).await?.config)
 }
 
 /// Re-reads certificate files whenever their modification time changes, so cert-manager
 /// renewals are served without a restart.
-pub async fn reload_on_change(config: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration) {
+pub async fn reload_on_change(tls: ServerTls, cert: PathBuf, key: PathBuf, every: Duration) {
     let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = (stamp(&cert), stamp(&key));
     loop {
         tokio::time::sleep(every).await;
         let now = (stamp(&cert), stamp(&key));
         if now != last {
-            match config.reload_from_pem_file(&cert, &key).await {
+            match read_pair(&cert, &key).and_then(|pair| tls.load(&pair)) {
                 Ok(()) => {
                     tracing::info!(cert = %cert.display(), "admission certificate reloaded");
                     last = now;
@@ -294,7 +393,7 @@ pub async fn serve(
     serve_router(addr, cert, router(admission)).await
 }
 
-/// Serves any router (admission plus the notification receiver) over the webhook's TLS.
+/// Serves any router over the webhook's TLS.
 pub async fn serve_router(addr: SocketAddr, cert: Certificate, app: Router) -> anyhow::Result<()> {
     serve_router_with(addr, cert, app, ListenerLimits::default()).await
 }
@@ -307,16 +406,17 @@ pub async fn serve_router_with(
     app: Router,
     limits: ListenerLimits,
 ) -> anyhow::Result<()> {
-    let config = tls_config(&cert).await?;
-    if let Certificate::Files { cert, key } = &cert {
-        tokio::spawn(reload_on_change(
-            config.clone(),
-            cert.clone(),
-            key.clone(),
-            Duration::from_secs(10),
-        ));
-    }
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+    serve_tls(addr, tls_for(&cert, None).await?, app, limits).await
+}
+
+/// Serves `app` on `addr` with `tls`, within `limits`.
+pub async fn serve_tls(
+    addr: SocketAddr,
+    tls: ServerTls,
+    app: Router,
+    limits: ListenerLimits,
+) -> anyhow::Result<()> {
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls.config)
         .handshake_timeout(limits.handshake)
         .acceptor(Limited::new(limits));
     let mut server = axum_server::bind(addr)
@@ -330,5 +430,5 @@ pub async fn serve_router_with(
     server
         .serve(app.into_make_service())
         .await
-        .map_err(|e| anyhow::anyhow!("admission server on {addr}: {e}"))
+        .map_err(|e| anyhow::anyhow!("HTTPS server on {addr}: {e}"))
 }

@@ -45,8 +45,10 @@ pub const PERMISSIONS: &[(&str, &str, &str, &str)] = &[
     ("batch", "jobs", "list", "annotated Jobs get an Event explaining they are not patched"),
     ("batch", "jobs", "watch", "same"),
     ("authorization.k8s.io", "subjectaccessreviews", "create", "cross-namespace trigger sources are checked for the workload's service account"),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "read the webhook configuration to inject the generated CA"),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", "inject the generated CA into caBundle"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "read the webhook configuration to inject the generated CA (resourceNames: the release's own)"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "list", "watched by name, so a rewritten caBundle is restored at once (same resourceNames)"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "watch", "same"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "patch", "inject the generated CA into caBundle (same resourceNames)"),
 ];
 
 /// Only with credential providers in service-account-token mode (`tokenAttributes`): the chart
@@ -82,7 +84,25 @@ pub const NAMESPACED_PERMISSIONS: &[(&str, &str, &str, &str)] = &[
         "",
         "secrets",
         "get",
-        "read the shared webhook serving certificate",
+        "read the shared webhook serving certificate (resourceNames: that Secret only)",
     ),
-    ("", "secrets", "create", "store it the first time"),
+    (
+        "",
+        "secrets",
+        "list",
+        "watch it by name, so every replica serves a renewed one at once",
+    ),
+    ("", "secrets", "watch", "same"),
+    (
+        "",
+        "secrets",
+        "update",
+        "renew it at two thirds of its life, or when its names are stale",
+    ),
+    (
+        "",
+        "secrets",
+        "create",
+        "store it the first time (create cannot be narrowed to a name)",
+    ),
 ];

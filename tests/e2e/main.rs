@@ -508,8 +508,10 @@ async fn webhook_resolves_short_names_and_job_triggers() {
         .expect("IMAGESTREAM_E2E_WEBHOOK_HOST is an IP address");
     let endpoint = imagestream_operator::serve::Endpoint {
         addr: bind,
+        notify_addr: None,
         cert: cert.clone(),
-        inject: None,
+        shared: None,
+        client_ca: None,
         notify: None,
         metrics: Default::default(),
     };
@@ -609,7 +611,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     use kube::ResourceExt;
     common::install_crypto();
     let (client, ns, cleanup) = cluster("is-e2e-push").await;
-    // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on the webhook's TLS).
+    // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on its own TLS listener).
     let index = Arc::new(std::sync::Mutex::new(TargetIndex::default()));
     let indexed = index.clone();
     let watch = kube::runtime::watcher(Api::<ImageStream>::all(client.clone()), Default::default())
