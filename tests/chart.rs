@@ -15,7 +15,7 @@ mod helm;
 use std::collections::BTreeSet;
 
 use imagestream_operator::ops::rbac::{
-    NAMESPACED_PERMISSIONS, PERMISSIONS, TOKEN_MODE_PERMISSIONS,
+    Permission, NAMESPACED_PERMISSIONS, PERMISSIONS, TOKEN_MODE_PERMISSIONS,
 };
 use serde_json::{json, Value};
 
@@ -203,34 +203,63 @@ fn assert_restricted(deployment: &Value) {
     );
 }
 
-/// (API group, resource, verb) triples.
-type Rules = BTreeSet<(String, String, String)>;
+/// (API group, resource, verb, resourceName or "") as granted, with the release's name written
+/// `{release}` as in `ops/rbac.rs`.
+type Rules = BTreeSet<(String, String, String, String)>;
 
+/// The operator's own rules: its ClusterRole(s) and Role(s), not the roles aggregated into the
+/// cluster's default roles for namespace users.
 fn granted(objects: &[Value]) -> (Rules, Rules) {
     let rules = |kind: &str| -> Rules {
         objects
             .iter()
-            .filter(|o| o["kind"] == kind)
-            .flat_map(|o| o["rules"].as_array().cloned().unwrap_or_default())
-            .flat_map(|r| {
-                let mut out = Vec::new();
-                for g in r["apiGroups"].as_array().unwrap() {
-                    for res in r["resources"].as_array().unwrap() {
-                        for v in r["verbs"].as_array().unwrap() {
-                            out.push((text_of(g), text_of(res), text_of(v)));
-                        }
-                    }
-                }
-                out
+            .filter(|o| o["kind"] == kind && !aggregated(o))
+            .flat_map(|o| {
+                // config/ is the chart rendered as release imagestream-operator.
+                let release = o["metadata"]["labels"]["app.kubernetes.io/instance"]
+                    .as_str()
+                    .unwrap_or("imagestream-operator")
+                    .to_string();
+                let rules = o["rules"].as_array().cloned().unwrap_or_default();
+                rules.into_iter().flat_map(move |r| expand(&r, &release))
             })
             .collect()
     };
     (rules("ClusterRole"), rules("Role"))
 }
 
-fn required(list: &[(&str, &str, &str, &str)]) -> Rules {
+fn aggregated(role: &Value) -> bool {
+    role["metadata"]["labels"].as_object().is_some_and(|l| {
+        l.keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+    })
+}
+
+fn expand(rule: &Value, release: &str) -> Vec<(String, String, String, String)> {
+    let list = |key: &str| rule[key].as_array().cloned().unwrap_or_default();
+    let names = match list("resourceNames") {
+        n if n.is_empty() => vec![String::new()],
+        n => n
+            .iter()
+            .map(|n| text_of(n).replacen(release, "{release}", 1))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for g in list("apiGroups") {
+        for res in list("resources") {
+            for v in list("verbs") {
+                for n in &names {
+                    out.push((text_of(&g), text_of(&res), text_of(&v), n.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn required(list: &[Permission]) -> Rules {
     list.iter()
-        .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
+        .map(|(g, r, v, n, _)| (g.to_string(), r.to_string(), v.to_string(), n.to_string()))
         .collect()
 }
 
@@ -508,6 +537,26 @@ fn rbac_grants_exactly_what_the_code_uses() {
     let (cluster, namespaced) = granted(&objects);
     assert_eq!(cluster, required(PERMISSIONS));
     assert_eq!(namespaced, required(NAMESPACED_PERMISSIONS));
+    // Namespace users' roles: view reads, edit/admin write everything but status.
+    let roles: Vec<&Value> = objects.iter().filter(|o| aggregated(o)).collect();
+    assert_eq!(roles.len(), 2);
+    for role in &roles {
+        for rule in role["rules"].as_array().unwrap() {
+            let writes = rule["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v != "get" && v != "list" && v != "watch");
+            let status = rule["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| text_of(r).contains('/'));
+            assert!(!(writes && status), "{rule}");
+        }
+    }
+    let without = render_chart(json!({"rbac": {"aggregateToDefaultRoles": false}})).unwrap();
+    assert!(!without.iter().any(aggregated));
     // Providers without token mode need no more; with an existing ConfigMap, token mode is
     // stated with `serviceAccountTokens`.
     let providers = |extra: Value| {

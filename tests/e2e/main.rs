@@ -16,6 +16,7 @@ mod process;
 mod providers;
 mod replicasets;
 mod tenants;
+mod users;
 
 use std::sync::Arc;
 use std::time::Duration;
