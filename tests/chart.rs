@@ -144,6 +144,7 @@ fn validate(obj: &Value) {
         "Role" => round_trip::<rbac::v1::Role>(obj),
         "RoleBinding" => round_trip::<rbac::v1::RoleBinding>(obj),
         "PodDisruptionBudget" => round_trip::<policy::v1::PodDisruptionBudget>(obj),
+        "NetworkPolicy" => round_trip::<k8s_openapi::api::networking::v1::NetworkPolicy>(obj),
         "CustomResourceDefinition" => round_trip::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(obj),
         "MutatingWebhookConfiguration" => round_trip::<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>(obj),
         "ServiceMonitor" => {
@@ -153,24 +154,38 @@ fn validate(obj: &Value) {
     }
 }
 
-/// A webhook that is down must never block workloads.
+/// A webhook that is down blocks workloads only in namespaces that asked for it.
 fn assert_safe_webhook(objects: &[Value]) {
     let hook = objects
         .iter()
         .find(|o| o["kind"] == "MutatingWebhookConfiguration")
         .expect("webhook configuration");
-    let w = &hook["webhooks"][0];
-    assert_eq!(w["failurePolicy"], "Ignore");
-    assert_eq!(w["reinvocationPolicy"], "IfNeeded");
-    assert!(w["timeoutSeconds"].as_i64().unwrap() <= 10);
-    assert_eq!(w["sideEffects"], "None");
-    let excluded = &w["namespaceSelector"]["matchExpressions"][0];
-    assert_eq!(excluded["operator"], "NotIn");
-    assert_eq!(
-        excluded["values"],
-        json!(["imagestream-system", "kube-system"])
-    );
-    assert_eq!(w["clientConfig"]["service"]["path"], "/mutate");
+    let hooks = hook["webhooks"].as_array().unwrap();
+    assert_eq!(hooks.len(), 2);
+    // Ignore everywhere but in namespaces that ask for Fail; each namespace gets one entry.
+    for (w, policy, operator) in [(&hooks[0], "Ignore", "NotIn"), (&hooks[1], "Fail", "In")] {
+        assert_eq!(w["failurePolicy"], policy);
+        assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+        assert!(w["timeoutSeconds"].as_i64().unwrap() <= 10);
+        assert_eq!(w["sideEffects"], "None");
+        let terms = w["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .unwrap();
+        assert_eq!(terms[0]["operator"], "NotIn");
+        assert_eq!(
+            terms[0]["values"],
+            json!(["imagestream-system", "kube-system"])
+        );
+        let opt_in = terms.last().unwrap();
+        assert_eq!(
+            opt_in["key"],
+            "imagestream-operator.io/lookup-failure-policy"
+        );
+        assert_eq!(opt_in["operator"], operator);
+        assert_eq!(opt_in["values"], json!(["Fail"]));
+        assert_eq!(w["clientConfig"]["service"]["path"], "/mutate");
+        assert_eq!(w["rules"], hooks[0]["rules"]);
+    }
 }
 
 /// The Pod Security Standard "restricted" profile's checks that apply to this pod.
@@ -359,7 +374,8 @@ fn every_option() -> Value {
         },
         "metrics": {"serviceMonitor": {"enabled": true}},
         "notifications": {"secretName": "registry-hooks", "registryAliases": ["10.0.0.5:5000=registry.example.com"], "stretchSchedule": true},
-        "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}]},
+        "admission": {"certificateSecret": "webhook-cert-tls", "caInjectFrom": "imagestream-system/webhook-cert", "objectSelector": {"matchLabels": {"imagestream.io/lookup": "true"}}, "namespaceSelectorExpressions": [{"key": "team", "operator": "Exists"}], "clientCA": {"configMap": "apiserver-client-ca", "key": "ca.pem"}, "networkPolicy": {"controlPlaneCIDRs": ["10.0.0.0/24", "fd00::/64"]}},
+        "rbac": {"aggregateToDefaultRoles": false},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
         "credentialProviders": {
@@ -438,8 +454,35 @@ fn check_every_option(objects: &[Value]) {
         "webhook-cert-tls"
     );
     assert_eq!(
-        d["spec"]["template"]["spec"]["volumes"][3]["secret"]["secretName"],
+        d["spec"]["template"]["spec"]["volumes"][3]["configMap"]["name"],
+        "apiserver-client-ca"
+    );
+    assert!(env.contains(&(
+        "ADMISSION_CLIENT_CA_FILE".to_string(),
+        "/etc/imagestream-operator/client-ca/ca.pem".to_string()
+    )));
+    assert_eq!(
+        d["spec"]["template"]["spec"]["volumes"][4]["secret"]["secretName"],
         "registry-hooks"
+    );
+    assert!(env.contains(&("NOTIFICATION_ADDR".to_string(), "0.0.0.0:8444".to_string())));
+    let policy = objects
+        .iter()
+        .find(|o| o["kind"] == "NetworkPolicy")
+        .unwrap();
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(
+        ingress[0]["from"],
+        json!([{"ipBlock": {"cidr": "10.0.0.0/24"}}, {"ipBlock": {"cidr": "fd00::/64"}}])
+    );
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"port": "webhook", "protocol": "TCP"}])
+    );
+    assert!(ingress[1].get("from").is_none());
+    assert_eq!(
+        ingress[1]["ports"],
+        json!([{"port": "metrics", "protocol": "TCP"}, {"port": "notify", "protocol": "TCP"}])
     );
     assert!(env.contains(&(
         "NOTIFICATION_REGISTRY_ALIASES".to_string(),
@@ -653,6 +696,24 @@ fn kustomize_config_matches_the_chart() {
     assert_restricted(deployment);
     assert_safe_webhook(&built);
     assert_eq!(deployment["metadata"]["namespace"], "imagestream-system");
+    let chart = helm::render(
+        &helm::tool("helm").unwrap(),
+        "imagestream-operator",
+        "imagestream-system",
+        &json!({}),
+        false,
+    );
+    let hooks = |objects: &[Value]| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+            .map(|o| o["webhooks"].clone())
+    };
+    assert_eq!(
+        hooks(&built),
+        hooks(&chart),
+        "config/webhook differs from the chart"
+    );
 }
 
 /// `values.schema.json` accepts the defaults and the non-default set above, and rejects typos

@@ -77,7 +77,9 @@ fn install_chart(
             // are left out.
             "Deployment" | "Service" | "PodDisruptionBudget" => continue,
             "MutatingWebhookConfiguration" => {
-                o["webhooks"][0]["clientConfig"] = json!({"url": webhook_url});
+                for hook in o["webhooks"].as_array_mut().into_iter().flatten() {
+                    hook["clientConfig"] = json!({"url": webhook_url});
+                }
                 cleanup.cluster_scoped::<MutatingWebhookConfiguration>(&name);
             }
             "ClusterRole" => cleanup.cluster_scoped::<ClusterRole>(&name),

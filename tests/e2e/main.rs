@@ -6,6 +6,7 @@
 mod common;
 mod drills;
 mod failover;
+mod fallback;
 mod faults;
 mod fixtures;
 mod grant;
