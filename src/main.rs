@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use imagestream_operator::admission::server::Certificate;
 use imagestream_operator::admission::{shared_certificate, Shared};
 use imagestream_operator::api::cache::StreamCache;
+use imagestream_operator::api::scope::Scope;
 use imagestream_operator::import::controller::{self, Settings};
 use imagestream_operator::ops::leader::{run_as_leader, LeaderConfig};
 use imagestream_operator::ops::logging::LogFormat;
@@ -173,6 +174,18 @@ struct RunArgs {
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
+    /// Manage only these namespaces (comma-separated): streams, pull secrets and workloads are
+    /// watched there alone, so the identity needs no cluster-wide grant for them. Empty: all.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+    /// Namespaces whose workloads triggers never patch, whatever their annotations say.
+    #[arg(
+        long,
+        env = "TRIGGER_EXCLUDED_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "kube-system"
+    )]
+    trigger_excluded_namespaces: Vec<String>,
     /// Streams reconciled at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
@@ -292,7 +305,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     // One ImageStream watch for the process: the webhook (every replica) and, on the leader,
     // the import and trigger controllers read the same store.
-    let (cache, cache_driver) = StreamCache::new(client.clone());
+    let (cache, cache_driver) =
+        StreamCache::scoped(client.clone(), &Scope::from_list(&args.watch_namespaces));
     {
         let (cache, health) = (cache.clone(), health.clone());
         tokio::spawn(async move {
@@ -442,6 +456,7 @@ fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> S
         stretch_schedule_when_notified: args.stretch_schedule_when_notified,
         metrics: metrics.import.clone(),
         health: Some(health.clone()),
+        scope: Scope::from_list(&args.watch_namespaces),
         ..Default::default()
     }
 }
@@ -456,6 +471,13 @@ fn trigger_settings(
         concurrency: args.concurrency,
         health: Some(health.clone()),
         metrics: metrics.triggers.clone(),
+        scope: Scope::from_list(&args.watch_namespaces),
+        excluded: args
+            .trigger_excluded_namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect(),
     })
 }
 

@@ -15,7 +15,7 @@ mod helm;
 use std::collections::BTreeSet;
 
 use imagestream_operator::ops::rbac::{
-    Permission, NAMESPACED_PERMISSIONS, PERMISSIONS, TOKEN_MODE_PERMISSIONS,
+    Permission, CLUSTER_PERMISSIONS, NAMESPACED_PERMISSIONS, PERMISSIONS, TOKEN_MODE_PERMISSIONS,
 };
 use serde_json::{json, Value};
 
@@ -270,6 +270,15 @@ fn expand(rule: &Value, release: &str) -> Vec<(String, String, String, String)> 
         }
     }
     out
+}
+
+/// The ClusterRole of the default, cluster-wide install: `PERMISSIONS` (plus `extra`) on every
+/// namespace and the cluster-scoped ones.
+fn cluster_wide(extra: &[Permission]) -> Rules {
+    let mut all = PERMISSIONS.to_vec();
+    all.extend_from_slice(CLUSTER_PERMISSIONS);
+    all.extend_from_slice(extra);
+    required(&all)
 }
 
 fn required(list: &[Permission]) -> Rules {
@@ -541,9 +550,7 @@ fn check_credential_providers(objects: &[Value], d: &Value, env: &[(String, Stri
     );
     assert_restricted(d);
     let (cluster, _) = granted(objects);
-    let mut with_tokens = PERMISSIONS.to_vec();
-    with_tokens.extend_from_slice(TOKEN_MODE_PERMISSIONS);
-    assert_eq!(cluster, required(&with_tokens));
+    assert_eq!(cluster, cluster_wide(TOKEN_MODE_PERMISSIONS));
 }
 
 /// Every env var the chart sets is a flag of `imagestream-operator run`.
@@ -578,7 +585,7 @@ fn rbac_grants_exactly_what_the_code_uses() {
         return;
     };
     let (cluster, namespaced) = granted(&objects);
-    assert_eq!(cluster, required(PERMISSIONS));
+    assert_eq!(cluster, cluster_wide(&[]));
     assert_eq!(namespaced, required(NAMESPACED_PERMISSIONS));
     // Namespace users' roles: view reads, edit/admin write everything but status.
     let roles: Vec<&Value> = objects.iter().filter(|o| aggregated(o)).collect();
@@ -613,14 +620,66 @@ fn rbac_grants_exactly_what_the_code_uses() {
     };
     assert_eq!(
         providers(json!({"existingConfigMap": "mine"})),
-        required(PERMISSIONS)
+        cluster_wide(&[])
     );
-    let mut with_tokens = PERMISSIONS.to_vec();
-    with_tokens.extend_from_slice(TOKEN_MODE_PERMISSIONS);
     assert_eq!(
         providers(json!({"existingConfigMap": "mine", "serviceAccountTokens": true})),
-        required(&with_tokens)
+        cluster_wide(TOKEN_MODE_PERMISSIONS)
     );
+}
+
+/// Namespaced mode: the ClusterRole keeps only cluster-scoped objects; each listed namespace gets
+/// a Role with the namespaced rules (token mode included), and nothing else is granted anywhere.
+#[test]
+fn namespaced_mode_grants_namespaced_objects_only_in_the_listed_namespaces() {
+    let values = json!({
+        "controller": {"watchNamespaces": ["team-a", "team-b"]},
+        "credentialProviders": {"enabled": true, "pluginImage": {"repository": "p"}, "existingConfigMap": "mine", "serviceAccountTokens": true},
+    });
+    let Some(objects) = render_chart(values) else {
+        return;
+    };
+    for o in &objects {
+        validate(o);
+    }
+    let (cluster, _) = granted(&objects);
+    assert_eq!(cluster, required(CLUSTER_PERMISSIONS));
+    let mut namespaced = PERMISSIONS.to_vec();
+    namespaced.extend_from_slice(TOKEN_MODE_PERMISSIONS);
+    let in_namespace = |ns: &str| {
+        let here: Vec<Value> = objects
+            .iter()
+            .filter(|o| o["metadata"]["namespace"] == ns)
+            .cloned()
+            .collect();
+        granted(&here).1
+    };
+    for ns in ["team-a", "team-b"] {
+        assert_eq!(in_namespace(ns), required(&namespaced), "{ns}");
+        let binding = objects
+            .iter()
+            .find(|o| o["kind"] == "RoleBinding" && o["metadata"]["namespace"] == ns)
+            .unwrap();
+        assert_eq!(binding["subjects"][0]["namespace"], NAMESPACE);
+        assert_eq!(binding["roleRef"]["name"], RELEASE);
+    }
+    assert_eq!(in_namespace(NAMESPACE), required(NAMESPACED_PERMISSIONS));
+    let d = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(env
+        .as_array()
+        .unwrap()
+        .contains(&json!({"name": "WATCH_NAMESPACES", "value": "team-a,team-b"})));
+    let hook = objects
+        .iter()
+        .find(|o| o["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    for w in hook["webhooks"].as_array().unwrap() {
+        assert!(w["namespaceSelector"]["matchExpressions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]})));
+    }
 }
 
 #[test]
@@ -663,7 +722,7 @@ fn kustomize_config_matches_the_chart() {
         validate(o);
     }
     let (cluster, namespaced) = granted(&built);
-    assert_eq!(cluster, required(PERMISSIONS));
+    assert_eq!(cluster, cluster_wide(&[]));
     assert_eq!(namespaced, required(NAMESPACED_PERMISSIONS));
     let key = |o: &Value| {
         format!(

@@ -444,3 +444,23 @@ async fn a_conflicting_patch_asks_for_another_read() {
     );
     assert_eq!(task.await.unwrap().unwrap(), Fired::Conflict);
 }
+
+/// `--trigger-excluded-namespaces` (kube-system by default): an annotated workload there is
+/// treated as not annotated, so it is never indexed, fetched or patched.
+#[tokio::test]
+async fn workloads_in_an_excluded_namespace_are_never_followed() {
+    let (client, _handle) = api::mock_client("default");
+    let (store, _writer) = reflector::store();
+    let mut ctx = TriggerContext::new(client, store);
+    ctx.excluded = vec!["kube-system".to_string()].into();
+    let mut obj = workload(Kind::Deployment, &trigger(""), "example:old");
+    assert!(ctx.observe(Kind::Deployment, &obj.metadata).is_some());
+    obj.metadata.namespace = Some("kube-system".into());
+    assert!(ctx.observe(Kind::Deployment, &obj.metadata).is_none());
+    assert!(ctx
+        .index
+        .lock()
+        .unwrap()
+        .dependents("kube-system/example:latest")
+        .is_empty());
+}

@@ -14,6 +14,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use tokio::sync::watch;
 
+use super::scope::Scope;
 use super::ImageStream;
 
 /// How every watch of the operator reconnects: kube's default shape (0.8 s doubling, jittered,
@@ -50,19 +51,30 @@ pub struct StreamCache {
 pub type Driver = futures::future::BoxFuture<'static, ()>;
 
 impl StreamCache {
-    /// The cache over every ImageStream the client can list, and the future that fills it.
+    /// The cache over every ImageStream of the cluster, and the future that fills it.
     pub fn new(client: Client) -> (Self, Driver) {
-        let events = watcher(
-            Api::<ImageStream>::all(client),
-            watcher::Config::default().any_semantic(),
-        )
-        .backoff(watch_backoff())
-        // managedFields repeat the shape of the whole status (it is written by server-side
-        // apply) and nothing here reads them: drop them before the store keeps every stream.
-        .modify(|s| {
-            s.metadata.managed_fields = None;
-        });
+        Self::scoped(client, &Scope::Cluster)
+    }
+
+    /// The cache over the ImageStreams of `scope`, and the future that fills it.
+    pub fn scoped(client: Client, scope: &Scope) -> (Self, Driver) {
         let (store, writer) = reflector::store();
+        let api = move |ns: Option<&str>| match ns {
+            Some(ns) => Api::<ImageStream>::namespaced(client.clone(), ns),
+            None => Api::<ImageStream>::all(client.clone()),
+        };
+        let events = scope
+            .watch(
+                api,
+                watcher::Config::default().any_semantic(),
+                store.clone(),
+            )
+            .backoff(watch_backoff())
+            // managedFields repeat the shape of the whole status (it is written by server-side
+            // apply) and nothing here reads them: drop them before the store keeps every stream.
+            .modify(|s| {
+                s.metadata.managed_fields = None;
+            });
         let (synced_tx, synced) = watch::channel(false);
         let cache = Self {
             store,

@@ -6,6 +6,7 @@ pub mod cache;
 mod consts;
 mod notified;
 mod reasons;
+pub mod scope;
 mod stream;
 pub mod untrusted;
 pub mod update;

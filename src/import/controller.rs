@@ -22,6 +22,7 @@ use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::scope::Scope;
 use crate::api::{
     field_manager, reason, ImageStream, ImageStreamStatus, TagReference,
     CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT, DOCKER_REPOSITORY_CHECK,
@@ -59,6 +60,8 @@ pub struct Settings {
     /// Skip scheduled checks of streams that recently received a push notification.
     pub stretch_schedule_when_notified: bool,
     pub metrics: super::metrics::ImportMetrics,
+    /// The namespaces whose streams and pull secrets are watched.
+    pub scope: Scope,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             health: None,
             stretch_schedule_when_notified: false,
             metrics: Default::default(),
+            scope: Scope::Cluster,
         }
     }
 }
@@ -1211,7 +1215,7 @@ pub async fn run(
     scheduler: Scheduler,
     settings: Settings,
 ) -> anyhow::Result<()> {
-    let (cache, driver) = StreamCache::new(client.clone());
+    let (cache, driver) = StreamCache::scoped(client.clone(), &settings.scope);
     tokio::select! {
         () = driver => Ok(()),
         r = run_shared(client, cache, resolver, scheduler, settings) => r,
@@ -1226,7 +1230,10 @@ pub async fn run_shared(
     scheduler: Scheduler,
     settings: Settings,
 ) -> anyhow::Result<()> {
-    let streams: Api<ImageStream> = Api::all(client.clone());
+    let streams: Api<ImageStream> = match settings.scope.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     if let Err(e) = streams
         .list(&kube::api::ListParams::default().limit(1))
         .await
@@ -1235,7 +1242,7 @@ pub async fn run_shared(
             "cannot list ImageStreams ({e}); install the CRD first: kubectl apply -f crds/"
         );
     }
-    let (secret_stores, secret_events) = pull_secret_watches(&client);
+    let (secret_stores, secret_events) = pull_secret_watches(&client, &settings.scope);
     // The Controller's runner waits for the store to be ready, and the store's readiness signal
     // wakes only its latest waiter: start once the cache has synced, so nobody has to wait.
     cache.synced().await;
@@ -1276,6 +1283,7 @@ pub async fn run_shared(
 /// no other Secret: their stores (the keyrings' source) and their changes merged.
 fn pull_secret_watches(
     client: &Client,
+    scope: &Scope,
 ) -> (
     Vec<Store<Secret>>,
     futures::stream::BoxStream<'static, Result<Secret, watcher::Error>>,
@@ -1285,7 +1293,12 @@ fn pull_secret_watches(
     for type_ in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
         let (reader, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("type={type_}"));
-        let changes = reflector(writer, watcher(Api::<Secret>::all(client.clone()), config))
+        let client = client.clone();
+        let api = move |ns: Option<&str>| match ns {
+            Some(ns) => Api::<Secret>::namespaced(client.clone(), ns),
+            None => Api::<Secret>::all(client.clone()),
+        };
+        let changes = reflector(writer, scope.watch(api, config, reader.clone()))
             .backoff(crate::api::cache::watch_backoff())
             .touched_objects();
         stores.push(reader);

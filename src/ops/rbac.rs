@@ -1,5 +1,9 @@
 //! Every Kubernetes API permission the operator's code uses, with the reason. The chart's
 //! ClusterRole and Role, and `config/rbac`, must grant exactly these (tests/chart.rs checks).
+//!
+//! [`PERMISSIONS`] (and [`TOKEN_MODE_PERMISSIONS`]) are on namespaced objects: the ClusterRole
+//! grants them cluster-wide by default; with `--watch-namespaces` the chart grants them by a Role
+//! in each listed namespace instead, and the ClusterRole keeps only [`CLUSTER_PERMISSIONS`].
 
 /// (API group, resource, verb, resourceNames, why). A rule with a name is granted for that
 /// object only (`{release}` is the Helm release's name); an empty name means every object.
@@ -11,6 +15,7 @@ pub type Permission = (
     &'static str,
 );
 
+/// Namespaced objects of the namespaces the operator manages.
 pub const PERMISSIONS: &[Permission] = &[
     ("image.openshift.io", "imagestreams", "list", "", "import controller, trigger controller and dependents watch streams (and the CRD check lists one)"),
     ("image.openshift.io", "imagestreams", "watch", "", "same watches"),
@@ -53,6 +58,10 @@ pub const PERMISSIONS: &[Permission] = &[
     ("batch", "jobs", "get", "", "same"),
     ("batch", "jobs", "list", "", "annotated Jobs get an Event explaining they are not patched"),
     ("batch", "jobs", "watch", "", "same"),
+];
+
+/// Cluster-scoped objects: always in the ClusterRole, also in namespaced mode.
+pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     ("authorization.k8s.io", "subjectaccessreviews", "create", "", "cross-namespace trigger sources are checked for the workload's service account"),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "get", "{release}", "read the webhook configuration to inject the generated CA (resourceNames: the release's own)"),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "list", "{release}", "watched by name, so a rewritten caBundle is restored at once (same resourceNames)"),

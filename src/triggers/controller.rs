@@ -31,6 +31,7 @@ use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
 use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::scope::Scope;
 use crate::api::{field_manager, reason, ImageStream, TRIGGERS};
 use crate::ops::events::EventRecorder;
 
@@ -93,6 +94,11 @@ pub struct TriggerSettings {
     /// Told when each kind's watch has synced (readiness).
     pub health: Option<Arc<crate::ops::Health>>,
     pub metrics: Arc<TriggerMetrics>,
+    /// The namespaces whose workloads are watched.
+    pub scope: Scope,
+    /// Namespaces whose workloads are never patched, whatever they are annotated with
+    /// (`--trigger-excluded-namespaces`, kube-system by default).
+    pub excluded: Arc<[String]>,
 }
 
 /// (workload namespace, service account, source namespace, stream).
@@ -114,6 +120,8 @@ pub struct TriggerContext {
     pub recorder: EventRecorder,
     pub index: Mutex<TriggerIndex>,
     pub metrics: Arc<TriggerMetrics>,
+    /// Namespaces whose workloads are dropped at the watch, as if they had no annotation.
+    pub excluded: Arc<[String]>,
     access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
     /// The last warning per workload and reason, so a standing problem is reported once.
     told: Mutex<HashMap<(WorkloadKey, &'static str), String>>,
@@ -139,6 +147,7 @@ impl TriggerContext {
             streams,
             index: Mutex::default(),
             metrics: Arc::default(),
+            excluded: Arc::new([]),
             access: Mutex::default(),
             told: Mutex::default(),
             denied: Mutex::default(),
@@ -225,12 +234,15 @@ impl TriggerContext {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
         };
-        let owned = owned_by_controller(meta.owner_references.as_deref().unwrap_or_default());
+        // An excluded namespace's workloads are treated as not annotated: never indexed, never
+        // fetched, never patched.
+        let ignored = owned_by_controller(meta.owner_references.as_deref().unwrap_or_default())
+            || self.excluded.contains(&key.namespace);
         let annotation = meta
             .annotations
             .as_ref()
             .and_then(|a| a.get(TRIGGERS))
-            .filter(|_| !owned);
+            .filter(|_| !ignored);
         let Some(annotation) = annotation else {
             self.forget(&key);
             return None;
@@ -579,6 +591,7 @@ pub async fn run_shared(
     cache.synced().await;
     let mut ctx = TriggerContext::new(client.clone(), cache.store());
     ctx.metrics = settings.metrics.clone();
+    ctx.excluded = settings.excluded.clone();
     let ctx = Arc::new(ctx);
     let mut senders = HashMap::new();
     let mut controllers = Vec::new();
@@ -593,7 +606,11 @@ pub async fn run_shared(
             }
         };
         let config = controller::Config::default().concurrency(settings.concurrency);
-        controllers.push(kind_controller(&client, kind, ctx.clone(), rx, ready, config).boxed());
+        let watched = Watched {
+            kind,
+            scope: settings.scope.clone(),
+        };
+        controllers.push(kind_controller(&client, watched, ctx.clone(), rx, ready, config).boxed());
     }
     let fan_out = fan_out(cache.subscribe(), ctx.clone(), senders);
     tokio::select! {
@@ -654,22 +671,35 @@ fn spec_hash(spec: &Option<String>) -> u64 {
     h.finish()
 }
 
+/// One kind, over the namespaces the operator manages.
+struct Watched {
+    kind: Kind,
+    scope: Scope,
+}
+
 /// The metadata watch of one kind, filtered and slimmed before its store, driving a Controller.
 async fn kind_controller(
     client: &Client,
-    kind: Kind,
+    Watched { kind, scope }: Watched,
     ctx: Arc<TriggerContext>,
     moved: futures::channel::mpsc::UnboundedReceiver<ObjectRef<Meta>>,
     ready: impl Fn() + Send + 'static,
     config: controller::Config,
 ) {
     let ar = kind.api_resource();
-    // Metadata only: the annotation is all the watch needs.
-    let api: Api<Meta> = Api::all_with(client.clone(), &ar);
     let writer: Writer<Meta> = Writer::new(ar.clone());
     let reader = writer.as_reader();
     let admit = ctx.clone();
-    let events = watcher(api, watcher::Config::default())
+    let (client, resource) = (client.clone(), ar.clone());
+    let api = move |ns: Option<&str>| -> Api<Meta> {
+        match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        }
+    };
+    // Metadata only: the annotation is all the watch needs.
+    let events = scope
+        .watch(api, watcher::Config::default(), reader.clone())
         .backoff(crate::api::cache::watch_backoff())
         .map_ok(move |event| admit.admit(kind, event))
         .inspect(move |e| match e {

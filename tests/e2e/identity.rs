@@ -86,9 +86,14 @@ fn install_chart(
             "ClusterRoleBinding" => cleanup.cluster_scoped::<ClusterRoleBinding>(&name),
             _ => {}
         }
+        // Namespaced mode renders Roles into the managed namespaces.
+        let target = o["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(ns)
+            .to_string();
         helm::run(
             kubectl,
-            &["apply", "-n", ns, "-f", "-"],
+            &["apply", "-n", &target, "-f", "-"],
             Some(&o.to_string()),
         )
         .unwrap_or_else(|e| panic!("applying {kind}/{name}: {e}"));
@@ -188,6 +193,18 @@ fn forbidden<T: std::fmt::Debug>(what: &str, r: Result<T, kube::Error>) {
 
 #[tokio::test]
 async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
+    as_the_charts_service_account(false).await;
+}
+
+/// Namespaced mode (`controller.watchNamespaces`): the same work in the listed namespaces, with
+/// Roles there instead of the cluster-wide grants; a namespace not listed is neither read nor
+/// written, and `kubectl auth can-i` agrees.
+#[tokio::test]
+async fn in_namespaced_mode_the_identity_reaches_only_the_listed_namespaces() {
+    as_the_charts_service_account(true).await;
+}
+
+async fn as_the_charts_service_account(namespaced: bool) {
     if !enabled() {
         return;
     }
@@ -209,6 +226,9 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
     let (admin, ns, mut cleanup) = cluster("is-e2e-sa").await;
     let app = format!("is-e2e-sa-app-{}", std::process::id());
     fixtures::namespace(&admin, &mut cleanup, &app).await;
+    // Namespaced mode manages app and the release namespace (two watches merged), not this one.
+    let outside = format!("is-e2e-sa-outside-{}", std::process::id());
+    fixtures::namespace(&admin, &mut cleanup, &outside).await;
 
     let release = format!("e2e-sa-{}", std::process::id());
     let values = json!({
@@ -230,6 +250,10 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         // Only this test's app namespace goes through this test's webhook.
         "admission": {"namespaceSelectorExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": [app]}]},
     });
+    let mut values = values;
+    if namespaced {
+        values["controller"]["watchNamespaces"] = json!([app, ns]);
+    }
     let ports = (common::free_port(), common::free_port());
     let url = format!("https://127.0.0.1:{}/mutate", ports.1);
     install_chart(
@@ -424,6 +448,10 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
         })
         .await;
 
+        if namespaced {
+            outside_is_untouched(&admin, &outside, &from).await;
+        }
+
         // Readiness on the metrics listener.
         let readyz = format!("http://127.0.0.1:{}/readyz", ports.0);
         let ready = match reqwest::get(&readyz).await {
@@ -527,6 +555,64 @@ async fn the_operator_binary_runs_with_exactly_the_charts_permissions() {
             )
             .await,
     );
+    if namespaced {
+        let sa = format!("system:serviceaccount:{ns}:{release}");
+        let can = |verb: &str, resource: &str, namespace: &str| {
+            let answer = helm::run(
+                &kubectl,
+                &[
+                    "auth", "can-i", verb, resource, "-n", namespace, "--as", &sa,
+                ],
+                None,
+            );
+            matches!(answer, Ok(out) if out.trim() == "yes")
+        };
+        for namespace in [outside.as_str(), "kube-system", "default"] {
+            for (verb, resource) in [
+                ("list", "secrets"),
+                ("watch", "secrets"),
+                ("patch", "deployments.apps"),
+                ("patch", "pods"),
+                ("patch", "daemonsets.apps"),
+                ("create", "serviceaccounts/token"),
+                ("list", "imagestreams.image.openshift.io"),
+            ] {
+                assert!(
+                    !can(verb, resource, namespace),
+                    "{verb} {resource} in {namespace}"
+                );
+            }
+        }
+        for (verb, resource) in [
+            ("list", "secrets"),
+            ("patch", "deployments.apps"),
+            ("patch", "imagestreams.image.openshift.io"),
+        ] {
+            assert!(
+                can(verb, resource, &app),
+                "{verb} {resource} in the listed namespace"
+            );
+        }
+    }
     drop(operator);
     drop(cleanup);
+}
+
+/// A stream and a triggered Deployment in a namespace the operator does not manage, created
+/// after the managed namespace's import: neither is ever touched.
+async fn outside_is_untouched(admin: &Client, outside: &str, from: &str) {
+    let streams = fixtures::stream(admin, outside, "app", from, true).await;
+    let trigger = fixtures::trigger("app:latest", None);
+    let deployments =
+        fixtures::deployment(admin, outside, "web", 1, Some(&trigger), "placeholder").await;
+    // Several scheduled intervals (2 s) and the trigger's reaction time of the managed namespace.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let stream = streams.get("app").await.unwrap();
+    assert!(stream.status.is_none(), "{:?}", stream.status);
+    let image = deployments
+        .get("web")
+        .await
+        .ok()
+        .and_then(|d| fixtures::image(&d));
+    assert_eq!(image.as_deref(), Some("placeholder"));
 }
