@@ -228,7 +228,7 @@ fn granted(objects: &[Value]) -> (Rules, Rules) {
     let rules = |kind: &str| -> Rules {
         objects
             .iter()
-            .filter(|o| o["kind"] == kind && !aggregated(o))
+            .filter(|o| o["kind"] == kind && !helm::aggregated(o))
             .flat_map(|o| {
                 // config/ is the chart rendered as release imagestream-operator.
                 let release = o["metadata"]["labels"]["app.kubernetes.io/instance"]
@@ -241,13 +241,6 @@ fn granted(objects: &[Value]) -> (Rules, Rules) {
             .collect()
     };
     (rules("ClusterRole"), rules("Role"))
-}
-
-fn aggregated(role: &Value) -> bool {
-    role["metadata"]["labels"].as_object().is_some_and(|l| {
-        l.keys()
-            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
-    })
 }
 
 fn expand(rule: &Value, release: &str) -> Vec<(String, String, String, String)> {
@@ -588,7 +581,7 @@ fn rbac_grants_exactly_what_the_code_uses() {
     assert_eq!(cluster, cluster_wide(&[]));
     assert_eq!(namespaced, required(NAMESPACED_PERMISSIONS));
     // Namespace users' roles: view reads, edit/admin write everything but status.
-    let roles: Vec<&Value> = objects.iter().filter(|o| aggregated(o)).collect();
+    let roles: Vec<&Value> = objects.iter().filter(|o| helm::aggregated(o)).collect();
     assert_eq!(roles.len(), 2);
     for role in &roles {
         for rule in role["rules"].as_array().unwrap() {
@@ -606,7 +599,7 @@ fn rbac_grants_exactly_what_the_code_uses() {
         }
     }
     let without = render_chart(json!({"rbac": {"aggregateToDefaultRoles": false}})).unwrap();
-    assert!(!without.iter().any(aggregated));
+    assert!(!without.iter().any(helm::aggregated));
     // Providers without token mode need no more; with an existing ConfigMap, token mode is
     // stated with `serviceAccountTokens`.
     let providers = |extra: Value| {

@@ -166,7 +166,7 @@ pub async fn keep_certificate(
         Api::<Secret>::namespaced(client.clone(), &shared.namespace),
         by_name(&shared.secret),
     )
-    .backoff(crate::api::cache::watch_backoff())
+    .backoff(crate::api::scope::watch_backoff())
     // A deleted Secret too: the next check stores a new certificate everyone then serves.
     .touched_objects()
     .map(|_| Change::Secret)
@@ -175,7 +175,7 @@ pub async fn keep_certificate(
         Api::<MutatingWebhookConfiguration>::all(client.clone()),
         by_name(&shared.webhook),
     )
-    .backoff(crate::api::cache::watch_backoff())
+    .backoff(crate::api::scope::watch_backoff())
     .applied_objects()
     .map(|r| Change::Webhook(r.ok().map(Box::new)))
     .boxed();

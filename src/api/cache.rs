@@ -3,34 +3,16 @@
 //! through their own subscription, so a replica holds each stream once however many parts use it.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
 use kube::runtime::reflector::{self, reflector, Store};
-use kube::runtime::utils::ResetTimerBackoff;
-use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::Client;
 use tokio::sync::watch;
 
-use super::scope::Scope;
+use super::scope::{api_of, Scope};
 use super::ImageStream;
-
-/// How every watch of the operator reconnects: kube's default shape (0.8 s doubling, jittered,
-/// reset after 2 min quiet) but capped at 5 s instead of 30 s. After an API server outage the
-/// first reconnect usually meets `410 Gone` and must relist; with a 30 s cap, the two steps
-/// left a push unimported for over a minute after the API server was back. A reconnect every
-/// 5 s per watch during an outage costs the API server nothing.
-pub fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
-    let builder = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(800))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times();
-    ResetTimerBackoff::new(builder.into(), Duration::from_secs(120))
-}
 
 /// A change a subscriber hears about, after the store has it.
 #[derive(Debug, Clone)]
@@ -59,17 +41,12 @@ impl StreamCache {
     /// The cache over the ImageStreams of `scope`, and the future that fills it.
     pub fn scoped(client: Client, scope: &Scope) -> (Self, Driver) {
         let (store, writer) = reflector::store();
-        let api = move |ns: Option<&str>| match ns {
-            Some(ns) => Api::<ImageStream>::namespaced(client.clone(), ns),
-            None => Api::<ImageStream>::all(client.clone()),
-        };
         let events = scope
             .watch(
-                api,
+                api_of::<ImageStream>(client),
                 watcher::Config::default().any_semantic(),
                 store.clone(),
             )
-            .backoff(watch_backoff())
             // managedFields repeat the shape of the whole status (it is written by server-side
             // apply) and nothing here reads them: drop them before the store keeps every stream.
             .modify(|s| {

@@ -22,7 +22,7 @@ use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::source_of;
 use crate::api::cache::{StreamCache, StreamEvent};
-use crate::api::scope::Scope;
+use crate::api::scope::{api_of, Scope};
 use crate::api::{
     field_manager, reason, ImageStream, ImageStreamStatus, TagReference,
     CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT, DOCKER_REPOSITORY_CHECK,
@@ -1293,14 +1293,8 @@ fn pull_secret_watches(
     for type_ in [DOCKER_CONFIG_JSON, DOCKER_CFG] {
         let (reader, writer) = reflector::store();
         let config = watcher::Config::default().fields(&format!("type={type_}"));
-        let client = client.clone();
-        let api = move |ns: Option<&str>| match ns {
-            Some(ns) => Api::<Secret>::namespaced(client.clone(), ns),
-            None => Api::<Secret>::all(client.clone()),
-        };
-        let changes = reflector(writer, scope.watch(api, config, reader.clone()))
-            .backoff(crate::api::cache::watch_backoff())
-            .touched_objects();
+        let api = api_of::<Secret>(client.clone());
+        let changes = reflector(writer, scope.watch(api, config, reader.clone())).touched_objects();
         stores.push(reader);
         events.push(changes.boxed());
     }

@@ -700,7 +700,6 @@ async fn kind_controller(
     // Metadata only: the annotation is all the watch needs.
     let events = scope
         .watch(api, watcher::Config::default(), reader.clone())
-        .backoff(crate::api::cache::watch_backoff())
         .map_ok(move |event| admit.admit(kind, event))
         .inspect(move |e| match e {
             Ok(watcher::Event::InitDone) => ready(),

@@ -121,3 +121,26 @@ pub fn to_stream(objects: &[Value]) -> String {
         .collect::<Vec<_>>()
         .join("\n---\n")
 }
+
+/// Whether `role` is one of the chart's ClusterRoles aggregated into the cluster's default roles
+/// (for namespace users, not the operator).
+pub fn aggregated(role: &Value) -> bool {
+    role["metadata"]["labels"].as_object().is_some_and(|l| {
+        l.keys()
+            .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+    })
+}
+
+/// `kubectl auth can-i` as `user` in `namespace`: true for "yes". `resource` may end in
+/// `/status` (or another subresource).
+pub fn can_i(kubectl: &str, user: &str, namespace: &str, verb: &str, resource: &str) -> bool {
+    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let mut args = vec![
+        "auth", "can-i", verb, resource, "-n", namespace, "--as", user,
+    ];
+    if !sub.is_empty() {
+        args.extend(["--subresource", sub]);
+    }
+    // "no" exits 1, so it arrives as an error carrying the same output.
+    matches!(run(kubectl, &args, None), Ok(out) if out.trim() == "yes")
+}

@@ -7,19 +7,6 @@ use serde_json::json;
 
 use super::{cluster, enabled, fixtures, helm};
 
-/// `kubectl auth can-i` as `user` in `ns`: true for "yes".
-/// `resource` may end in `/status`, for the subresource.
-fn can(kubectl: &str, user: &str, ns: &str, verb: &str, resource: &str) -> bool {
-    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
-    let mut args = vec!["auth", "can-i", verb, resource, "-n", ns, "--as", user];
-    if !sub.is_empty() {
-        args.extend(["--subresource", sub]);
-    }
-    let answer = helm::run(kubectl, &args, None);
-    // "no" exits 1, so it arrives as an error carrying the same output.
-    matches!(answer, Ok(out) if out.trim() == "yes")
-}
-
 fn stream_manifest(ns: &str, name: &str) -> String {
     json!({
         "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
@@ -40,11 +27,7 @@ async fn edit_users_manage_streams_and_view_users_read_them() {
     let (_admin, ns, mut cleanup) = cluster("is-e2e-users").await;
     let release = format!("e2e-users-{}", std::process::id());
     for role in helm::render(&helm_bin, &release, &ns, &json!({}), false) {
-        let aggregated = role["metadata"]["labels"].as_object().is_some_and(|l| {
-            l.keys()
-                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
-        });
-        if role["kind"] != "ClusterRole" || !aggregated {
+        if role["kind"] != "ClusterRole" || !helm::aggregated(&role) {
             continue;
         }
         cleanup.cluster_scoped::<ClusterRole>(role["metadata"]["name"].as_str().unwrap());
@@ -64,7 +47,7 @@ async fn edit_users_manage_streams_and_view_users_read_them() {
     fixtures::until(
         "edit to aggregate ImageStreams",
         std::time::Duration::from_secs(60),
-        || async { can(&kubectl, "alice", &ns, "create", streams).then_some(()) },
+        || async { helm::can_i(&kubectl, "alice", &ns, "create", streams).then_some(()) },
     )
     .await;
 
@@ -76,11 +59,11 @@ async fn edit_users_manage_streams_and_view_users_read_them() {
     .unwrap_or_else(|e| panic!("an edit user creates a stream: {e}"));
     for verb in ["get", "list", "watch", "update", "patch", "delete"] {
         assert!(
-            can(&kubectl, "alice", &ns, verb, streams),
+            helm::can_i(&kubectl, "alice", &ns, verb, streams),
             "edit may {verb}"
         );
     }
-    assert!(!can(
+    assert!(!helm::can_i(
         &kubectl,
         "alice",
         &ns,
@@ -95,7 +78,7 @@ async fn edit_users_manage_streams_and_view_users_read_them() {
     )
     .unwrap_or_else(|e| panic!("a view user lists streams: {e}"));
     assert!(listed.contains("by-alice"), "{listed}");
-    assert!(can(
+    assert!(helm::can_i(
         &kubectl,
         "bob",
         &ns,
@@ -113,7 +96,7 @@ async fn edit_users_manage_streams_and_view_users_read_them() {
     );
     for verb in ["create", "update", "patch", "delete"] {
         assert!(
-            !can(&kubectl, "bob", &ns, verb, streams),
+            !helm::can_i(&kubectl, "bob", &ns, verb, streams),
             "view may not {verb}"
         );
     }
