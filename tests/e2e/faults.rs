@@ -23,6 +23,11 @@ const STREAMS: usize = 100;
 const TAGS: usize = 10;
 const INTERVAL: Duration = Duration::from_secs(20);
 const RETRY_AFTER_SECS: u64 = 1;
+const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a re-import pass of the tags that failed last, its status writes and the poll of 100
+/// streams may take on a 2-core CI machine running the other e2e tests beside this one. Seen:
+/// 9 s and more there, 2 s on an idle machine.
+const LOADED_PASS: Duration = Duration::from_secs(15);
 
 /// The mix: a 429 pauses the whole registry for its Retry-After, so it is drawn a quarter as
 /// often as each other fault (at the same weight, pauses alone would take most of the run).
@@ -148,7 +153,7 @@ async fn a_thousand_tags_through_random_registry_faults() {
         ..Default::default()
     });
     // Hung and slow requests give up quickly, so the test measures retries, not timeouts.
-    config.transport.timeout = Duration::from_secs(2);
+    config.transport.timeout = TRANSPORT_TIMEOUT;
     config.transport.budgets.insert(
         proxy.addr.clone(),
         Budget {
@@ -270,9 +275,12 @@ async fn a_thousand_tags_through_random_registry_faults() {
 
     report_and_check_retries(&log, chaos_ended - chaos_started);
     println!("converged {converged:.1?} after the faults stopped (interval {INTERVAL:?})");
+    // The worst case: a request in flight when the faults stop hangs for the transport timeout,
+    // its tag's backoff is capped at one interval (scheduled tags), then one loaded pass.
+    let bound = INTERVAL + TRANSPORT_TIMEOUT + LOADED_PASS;
     assert!(
-        converged <= INTERVAL + Duration::from_secs(10),
-        "converged in {converged:?}, more than one interval ({INTERVAL:?}) and some slack"
+        converged <= bound,
+        "converged in {converged:?}, more than one interval ({INTERVAL:?}), a timeout and a pass ({bound:?})"
     );
     drop(cleanup);
 }
