@@ -25,8 +25,8 @@ const INTERVAL: Duration = Duration::from_secs(20);
 const RETRY_AFTER_SECS: u64 = 1;
 const TRANSPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// What a re-import pass of the tags that failed last, its status writes and the poll of 100
-/// streams may take on a 2-core CI machine running the other e2e tests beside this one. Seen:
-/// 9 s and more there, 2 s on an idle machine.
+/// streams may take with a debug build, the API server and etcd sharing a 2-core CI machine.
+/// Seen: about 9 s there.
 const LOADED_PASS: Duration = Duration::from_secs(15);
 
 /// The mix: a 429 pauses the whole registry for its Retry-After, so it is drawn a quarter as
