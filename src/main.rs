@@ -171,6 +171,11 @@ struct RunArgs {
     /// the last four scheduled intervals (polling resumes when notifications stop).
     #[arg(long, env = "STRETCH_SCHEDULE_WHEN_NOTIFIED")]
     stretch_schedule_when_notified: bool,
+    /// How often the leader lists the webhook's kinds in namespaces with a lookup-enabled stream
+    /// for workloads stored without lookup (Warning ShortNameNotResolved on each); 0 = never.
+    /// The first pass runs a minute after the leader starts. Only with the webhook.
+    #[arg(long, env = "LOOKUP_AUDIT_INTERVAL", value_parser = parse_duration, default_value = "1h")]
+    lookup_audit_interval: Duration,
     /// Do not run the image trigger controller (workloads annotated with image.openshift.io/triggers).
     #[arg(long, env = "DISABLE_TRIGGERS")]
     disable_triggers: bool,
@@ -319,7 +324,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let settings = import_settings(&args, &metrics, &health);
         let scheduler = scheduler(&args, &metrics);
         let triggers = trigger_settings(&args, &metrics, &health);
-        move || controllers(client, cache, resolver, scheduler, settings, triggers)
+        let audit = (args.admission_addr.is_some() && !args.lookup_audit_interval.is_zero())
+            .then_some(args.lookup_audit_interval);
+        move || {
+            controllers(
+                client, cache, resolver, scheduler, settings, triggers, audit,
+            )
+        }
     };
     let controllers = async {
         if !args.leader_election {
@@ -367,9 +378,9 @@ fn health(args: &RunArgs, client: &kube::Client) -> Arc<Health> {
     health
 }
 
-/// What the leader runs: the import controller and, unless disabled, the trigger controller,
-/// both on the process's one stream cache. The import controller stops on SIGTERM; the trigger
-/// controller stops with it.
+/// What the leader runs: the import controller and, unless disabled, the trigger controller and
+/// the lookup audit, all on the process's one stream cache. The import controller stops on
+/// SIGTERM; the others stop with it.
 async fn controllers(
     client: kube::Client,
     cache: StreamCache,
@@ -377,15 +388,35 @@ async fn controllers(
     scheduler: Scheduler,
     settings: Settings,
     triggers: Option<TriggerSettings>,
+    audit: Option<Duration>,
 ) -> anyhow::Result<()> {
     let imports =
         controller::run_shared(client.clone(), cache.clone(), resolver, scheduler, settings);
-    let Some(triggers) = triggers else {
-        return imports.await;
+    let audit = async {
+        let Some(interval) = audit else {
+            return std::future::pending().await;
+        };
+        cache.synced().await;
+        let delay = Duration::from_secs(60);
+        imagestream_operator::admission::audit::run(client.clone(), cache.store(), delay, interval)
+            .await;
+        Ok(())
+    };
+    let triggers = async {
+        let Some(triggers) = triggers else {
+            return std::future::pending().await;
+        };
+        imagestream_operator::triggers::controller::run_shared(
+            client.clone(),
+            cache.clone(),
+            triggers,
+        )
+        .await
     };
     tokio::select! {
         r = imports => r,
-        r = imagestream_operator::triggers::controller::run_shared(client, cache, triggers) => r,
+        r = triggers => r,
+        r = audit => r,
     }
 }
 

@@ -191,6 +191,34 @@ pub fn mutate(
     m
 }
 
+/// What creating `obj` would rewrite by image lookup alone: (init, index, new image). The lookup
+/// audit holds it against objects that were stored without passing the webhook.
+pub fn lookups_at_creation(
+    kind: Kind,
+    obj: &Value,
+    streams: Streams,
+) -> Vec<(bool, usize, String)> {
+    if owned_by_controller(obj) {
+        return Vec::new();
+    }
+    let Some(spec) = pod_spec(kind, obj) else {
+        return Vec::new();
+    };
+    let lookups = Lookups {
+        kind,
+        op: Operation::Create,
+        old: None,
+        namespace: obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+        all: resolve_all(kind, obj),
+        annotation_changed: false,
+        streams,
+    };
+    lookups.rewrites(spec)
+}
+
 /// The pull spec a short name stands for, or None to leave it alone.
 fn lookup(namespace: &str, image: &str, all: bool, streams: Streams) -> Option<String> {
     if image.contains('@') {

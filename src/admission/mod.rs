@@ -1,8 +1,10 @@
 //! The mutating admission webhook: image lookup for short names and image triggers resolved
 //! when Jobs and bare Pods are created. `lookup.rs` decides (pure), `server.rs` serves HTTPS,
-//! `certificate.rs` says when a generated certificate must be replaced (pure); this file keeps
-//! the generated certificate shared, renewed and trusted.
+//! `certificate.rs` says when a generated certificate must be replaced (pure), `audit.rs` warns
+//! about workloads stored without lookup; this file keeps the generated certificate shared,
+//! renewed and trusted.
 
+pub mod audit;
 pub mod certificate;
 pub mod listener;
 pub mod lookup;

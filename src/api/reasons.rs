@@ -33,6 +33,10 @@ pub mod reason {
     pub const TRIGGER_SKIPPED: &str = "TriggerSkipped";
     pub const TRIGGER_FORBIDDEN: &str = "TriggerForbidden";
     pub const TRIGGER_FAILED: &str = "TriggerFailed";
+
+    /// A workload in a lookup-enabled namespace still carries a short name a stream resolves:
+    /// it was stored without passing the webhook (Warning Event on the workload).
+    pub const SHORT_NAME_NOT_RESOLVED: &str = "ShortNameNotResolved";
 }
 
 /// Field managers, one per writer, so `managedFields` say who set what.
@@ -43,6 +47,8 @@ pub mod field_manager {
     pub const TRIGGERS: &str = "imagestream-operator-triggers";
     /// The re-import requests written for push notifications.
     pub const NOTIFY: &str = "imagestream-operator-notify";
+    /// The lookup audit's Events (their reporting controller; it writes nothing else).
+    pub const LOOKUP: &str = "imagestream-operator-lookup";
     /// The leader-election Lease.
     pub const LEADER: &str = "imagestream-operator-leader";
     /// The kubectl plugin.

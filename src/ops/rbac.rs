@@ -28,7 +28,7 @@ pub const PERMISSIONS: &[Permission] = &[
     ("events.k8s.io", "events", "create", "", "Imported/ImportFailed and trigger Events"),
     ("events.k8s.io", "events", "patch", "", "the event recorder updates the count of repeated events"),
     ("apps", "deployments", "get", "", "the trigger controller watches workloads as metadata and reads only annotated ones in full"),
-    ("apps", "deployments", "list", "", "trigger controller watches annotated workloads"),
+    ("apps", "deployments", "list", "", "trigger controller watches annotated workloads; the lookup audit lists every kind in lookup-enabled namespaces"),
     ("apps", "deployments", "watch", "", "same"),
     ("apps", "deployments", "patch", "", "triggers set container images"),
     ("apps", "statefulsets", "get", "", "same"),

@@ -2,6 +2,7 @@
 //! laptop works unchanged). The controller runs in this process, out of cluster, so it reaches
 //! the test's docker-registry on 127.0.0.1; the cluster only stores objects.
 
+mod audit;
 #[path = "../common/mod.rs"]
 mod common;
 mod drills;
