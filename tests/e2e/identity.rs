@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::{cluster, common, enabled, fixtures, helm, Cleanup};
 
 /// A child process killed when dropped, so a failing test leaves no operator behind.
-struct Process(std::process::Child);
+pub(super) struct Process(pub(super) std::process::Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -55,7 +55,7 @@ fn token_kubeconfig(token: &str) -> Value {
 
 /// Renders the chart for `release` into `ns`; applies everything the binary needs from it (the
 /// ServiceAccount, its RBAC, and the webhook configuration pointed at `webhook_url`).
-fn install_chart(
+pub(super) fn install_chart(
     helm_bin: &str,
     kubectl: &str,
     release: &str,
@@ -134,6 +134,8 @@ fn chart_env(
             "METRICS_ADDR" => format!("127.0.0.1:{}", ports.0),
             "ADMISSION_ADDR" => format!("127.0.0.1:{}", ports.1),
             "ADMISSION_HOSTS" => "127.0.0.1".to_string(),
+            // What the client CA ConfigMap would have mounted (the test writes it there).
+            "ADMISSION_CLIENT_CA_FILE" => plugins.join("client-ca.crt").display().to_string(),
             // What the ConfigMap and the init container would have put in the pod.
             "IMAGE_CREDENTIAL_PROVIDER_CONFIG" => provider_config.clone(),
             "IMAGE_CREDENTIAL_PROVIDER_BIN_DIR" => provider_bin.clone(),
@@ -168,7 +170,60 @@ fn provider_files(objects: &[Value], dir: &std::path::Path) -> (String, String) 
     (config.display().to_string(), bin.display().to_string())
 }
 
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
+/// Starts the built binary as the chart's ServiceAccount `release` (a token of it in its own
+/// kubeconfig), with the chart's env for `values` and its listeners on `ports`; returns the
+/// process and that kubeconfig. Logs go to `dir` (see [`operator_log`]).
+pub(super) async fn spawn_as_chart_sa(
+    admin: &Client,
+    helm_bin: &str,
+    release: &str,
+    ns: &str,
+    values: &Value,
+    ports: (u16, u16),
+    dir: &std::path::Path,
+) -> (Process, Value) {
+    let token = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create_token_request(
+            release,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a token for the chart's ServiceAccount")
+        .status
+        .expect("the token request is answered")
+        .token;
+    let kubeconfig_path = dir.join("kubeconfig");
+    let kubeconfig = token_kubeconfig(&token);
+    std::fs::write(&kubeconfig_path, kubeconfig.to_string()).unwrap();
+    let pod = format!("{release}-pod-0");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imagestream-operator"));
+    command
+        .arg("run")
+        .env_clear()
+        .env("KUBECONFIG", &kubeconfig_path)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(chart_env(helm_bin, release, ns, values, &pod, ports, dir))
+        .stdout(std::fs::File::create(dir.join("operator.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("operator.stderr")).unwrap());
+    let operator = Process(command.spawn().expect("the operator binary starts"));
+    (operator, kubeconfig)
+}
+
+/// What the operator started by [`spawn_as_chart_sa`] in `dir` has logged.
+pub(super) fn operator_log(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("operator.log")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("operator.stderr")).unwrap_or_default()
+}
+
+pub(super) async fn eventually<T, F, Fut>(what: &str, secs: u64, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -266,51 +321,10 @@ async fn as_the_charts_service_account(namespaced: bool) {
         &mut cleanup,
     );
 
-    let token = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
-        .create_token_request(
-            &release,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a token for the chart's ServiceAccount")
-        .status
-        .expect("the token request is answered")
-        .token;
-    let kubeconfig_path = dir.path().join("kubeconfig");
-    let kubeconfig = token_kubeconfig(&token);
-    std::fs::write(&kubeconfig_path, kubeconfig.to_string()).unwrap();
-    let log_path = dir.path().join("operator.log");
+    let (mut operator, kubeconfig) =
+        spawn_as_chart_sa(&admin, &helm_bin, &release, &ns, &values, ports, dir.path()).await;
+    let log = || operator_log(dir.path());
     let pod = format!("{release}-pod-0");
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_imagestream-operator"));
-    command
-        .arg("run")
-        .env_clear()
-        .env("KUBECONFIG", &kubeconfig_path)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(chart_env(
-            &helm_bin,
-            &release,
-            &ns,
-            &values,
-            &pod,
-            ports,
-            dir.path(),
-        ))
-        .stdout(std::fs::File::create(&log_path).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("operator.stderr")).unwrap());
-    let mut operator = Process(command.spawn().expect("the operator binary starts"));
-    let log = || {
-        std::fs::read_to_string(&log_path).unwrap_or_default()
-            + &std::fs::read_to_string(dir.path().join("operator.stderr")).unwrap_or_default()
-    };
 
     let checks = async {
         // The Lease (Role: leases get/create/patch).

@@ -19,6 +19,7 @@ mod providers;
 mod replicasets;
 mod tenants;
 mod users;
+mod webhook_port;
 
 use std::sync::Arc;
 use std::time::Duration;
