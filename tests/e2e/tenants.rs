@@ -18,7 +18,8 @@ use super::common::{self, read_head, respond};
 use super::process::Operator;
 use super::{cluster, enabled};
 
-/// The chart's default memory limit (charts/imagestream-operator/values.yaml).
+/// Half the chart's default memory limit (512Mi, charts/imagestream-operator/values.yaml): a
+/// hostile registry must not take the operator anywhere near it.
 const CHART_MEMORY_LIMIT: u64 = 256 * 1024 * 1024;
 const SECRET_ENV: &str = "API_KEY=hunter2-e2e";
 
