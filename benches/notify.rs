@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
+use imagestream_operator::api::index::Index;
 use imagestream_operator::api::{ImageStream, Notified, TRIGGERS};
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
 use imagestream_operator::notify::{router, NotifyConfig, Receiver, Requester, TargetIndex};
@@ -154,7 +155,7 @@ async fn main() {
     let mut index = TargetIndex::default();
     let initial: ImageStream =
         serde_json::from_value(world.lock().expect("world").stream.clone()).expect("stream");
-    index.update(&initial);
+    index.apply(&initial);
     let config = NotifyConfig {
         token: Some("t".into()),
         hmac_secret: None,
@@ -182,7 +183,7 @@ async fn main() {
         kube.clone(),
         Arc::new(resolver),
         stream_store,
-        vec![],
+        Default::default(),
         Scheduler::new(Duration::from_secs(3600), 0),
         Settings::default(),
     ));

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use imagestream_operator::api::index::Index;
 use imagestream_operator::api::{ImageStream, Notified};
 use imagestream_operator::notify::{router, NotifyConfig, Receiver, Requester, TargetIndex};
 use serde_json::json;
@@ -55,7 +56,7 @@ fn stream(ns: &str, name: &str, tags: &[(&str, &str)]) -> ImageStream {
 async fn serve(streams: Vec<ImageStream>) -> (String, Arc<Recorder>) {
     let mut index = TargetIndex::default();
     for s in &streams {
-        index.update(s);
+        index.apply(s);
     }
     let recorder = Arc::new(Recorder::default());
     let config = NotifyConfig {
@@ -446,11 +447,12 @@ async fn a_real_registry_push_requests_the_import() {
         let Some(reg) = common::Registry::start_notifying(&url, token).await else {
             return;
         };
-        index.lock().unwrap().update(&stream(
+        let app = stream(
             "shop",
             "app",
             &[("latest", &format!("{}/team/app", reg.addr))],
-        ));
+        );
+        index.lock().unwrap().apply(&app);
         reg.push_image("team/app", "latest", "n", false).await;
         let mut seen = Vec::new();
         for _ in 0..50 {
@@ -473,6 +475,6 @@ async fn a_real_registry_push_requests_the_import() {
         } else {
             assert!(seen.is_empty(), "refused without the token: {seen:?}");
         }
-        index.lock().unwrap().remove("shop", "app");
+        index.lock().unwrap().delete(&app);
     }
 }

@@ -5,10 +5,13 @@
 //! The merge is not `select_all`: each namespace's watch relists on its own (`Init`,
 //! `InitApply`…, `InitDone`), and kube's store replaces *everything* it holds with the buffer on
 //! `InitDone`, so namespace B's relist would wipe namespace A. Instead the merged stream has one
-//! `Init`…`InitDone` of its own, once every namespace has listed, and after that turns a
-//! namespace's relist into upserts followed by a `Delete` for each object of that namespace the
-//! relist no longer contains — so subscribers also hear of objects that vanished while the watch
-//! was away.
+//! `Init`…`InitDone` of its own, once every namespace has listed.
+//!
+//! Every watch, merged or single, turns each relist after its first list into upserts followed
+//! by a `Delete` for each stored object the relist no longer contains. kube's store swaps a
+//! relist in silently, so without this an object deleted while the watch was away (a relist
+//! after `410 Gone`) would never reach anyone as a deletion, and every index and per-object
+//! memory fed by the watch would keep it for as long as the process lives.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
@@ -95,19 +98,20 @@ impl Scope {
         K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
     {
-        let names = match self {
-            Scope::Cluster => return watched(api(None), config),
-            Scope::Namespaces(names) if names.len() == 1 => {
-                return watched(api(Some(&names[0])), config)
-            }
-            Scope::Namespaces(names) => names.clone(),
+        let names: Vec<Option<String>> = match self {
+            Scope::Cluster => vec![None],
+            Scope::Namespaces(names) => names.iter().cloned().map(Some).collect(),
         };
-        let watches = names.iter().enumerate().map(|(i, ns)| {
-            watched(api(Some(ns)), config.clone())
-                .map(move |e| (i, e))
-                .boxed()
-        });
-        let mut merge = Merge::new(names.clone(), store);
+        let watches: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                watched(api(ns.as_deref()), config.clone())
+                    .map(move |e| (i, e))
+                    .boxed()
+            })
+            .collect();
+        let mut merge = Merge::new(names, store);
         futures::stream::select_all(watches)
             .flat_map(move |(i, event)| futures::stream::iter(merge.next(i, event)))
             .boxed()
@@ -135,29 +139,51 @@ where
     watcher(api, config).backoff(watch_backoff()).boxed()
 }
 
+/// Turns the events of a single watch (of `namespace`, or of every namespace) into what
+/// [`Scope::watch`] yields: the first list as it is, later relists as upserts and deletions.
+/// Public so that tests can drive a cache with events of their own.
+pub fn relisting<K>(
+    events: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send + 'static,
+    namespace: Option<String>,
+    store: Store<K>,
+) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let mut merge = Merge::new(vec![namespace], store);
+    events
+        .flat_map(move |event| futures::stream::iter(merge.next(0, event)))
+        .boxed()
+}
+
 /// The merge's state; see the module comment.
 struct Merge<K>
 where
     K: Resource + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    namespaces: Arc<[String]>,
+    /// Per watch, the namespace it covers (None: every namespace).
+    namespaces: Vec<Option<String>>,
     store: Store<K>,
-    /// Until every namespace has listed once: per namespace, what it has listed (by name) and
-    /// whether that list is complete. None afterwards.
+    /// Until every watch has listed once: per watch, what it has listed (by name) and whether
+    /// that list is complete. None afterwards. A single watch's first list passes through as is.
     first: Option<Vec<(HashMap<String, K>, bool)>>,
-    /// Per namespace, during a later relist: the names it has listed so far.
-    relisting: Vec<Option<HashSet<String>>>,
+    /// Per watch, during a later relist: the objects it has listed so far.
+    relisting: Vec<Option<HashSet<Listed>>>,
 }
 
 type Out<K> = Vec<watcher::Result<watcher::Event<K>>>;
+
+/// An object a relist contained: (namespace, name).
+type Listed = (Option<String>, String);
 
 impl<K> Merge<K>
 where
     K: Resource + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    fn new(namespaces: Arc<[String]>, store: Store<K>) -> Self {
+    fn new(namespaces: Vec<Option<String>>, store: Store<K>) -> Self {
         let n = namespaces.len();
         Self {
             namespaces,
@@ -175,6 +201,13 @@ where
         let Some(first) = self.first.as_mut() else {
             return self.later(ns, event);
         };
+        if self.namespaces.len() == 1 {
+            // Nothing to merge: the reflector buffers the first list itself.
+            if matches!(event, watcher::Event::InitDone) {
+                self.first = None;
+            }
+            return vec![Ok(event)];
+        }
         let Some((objects, listed)) = first.get_mut(ns) else {
             return Vec::new();
         };
@@ -224,7 +257,7 @@ where
             }
             watcher::Event::InitApply(o) => {
                 if let Some(seen) = seen.as_mut() {
-                    seen.insert(o.name_any());
+                    seen.insert((o.namespace(), o.name_any()));
                 }
                 vec![Ok(watcher::Event::Apply(o))]
             }
@@ -236,16 +269,16 @@ where
         }
     }
 
-    /// A `Delete` for each stored object of namespace `ns` its relist did not contain.
-    fn vanished(&self, ns: usize, seen: &HashSet<String>) -> Out<K> {
+    /// A `Delete` for each stored object of watch `ns`'s namespace its relist did not contain.
+    fn vanished(&self, ns: usize, seen: &HashSet<Listed>) -> Out<K> {
         let Some(namespace) = self.namespaces.get(ns) else {
             return Vec::new();
         };
         self.store
             .state()
             .into_iter()
-            .filter(|o| o.namespace().as_deref() == Some(namespace.as_str()))
-            .filter(|o| !seen.contains(&o.name_any()))
+            .filter(|o| namespace.is_none() || o.namespace() == *namespace)
+            .filter(|o| !seen.contains(&(o.namespace(), o.name_any())))
             .map(|o| Ok(watcher::Event::Delete((*o).clone())))
             .collect()
     }
@@ -304,7 +337,10 @@ mod tests {
     fn merge_of_a_and_b() -> (Merge<ConfigMap>, Writer<ConfigMap>, Store<ConfigMap>) {
         let writer = Writer::<ConfigMap>::default();
         let store = writer.as_reader();
-        let merge = Merge::new(vec!["a".to_string(), "b".to_string()].into(), store.clone());
+        let merge = Merge::new(
+            vec![Some("a".to_string()), Some("b".to_string())],
+            store.clone(),
+        );
         (merge, writer, store)
     }
 
@@ -391,6 +427,37 @@ mod tests {
         assert!(names(&store).is_empty(), "a is listing again");
         run(&mut merge, &mut writer, vec![(0, InitDone)]);
         assert_eq!(names(&store), ["a/x"]);
+    }
+
+    #[test]
+    fn a_single_watch_passes_its_first_list_and_turns_a_relist_into_deletions() {
+        let mut writer = Writer::<ConfigMap>::default();
+        let store = writer.as_reader();
+        let mut merge = Merge::new(vec![None], store.clone());
+        let out = run(
+            &mut merge,
+            &mut writer,
+            vec![
+                (0, Init),
+                (0, InitApply(cm("a", "x"))),
+                (0, InitApply(cm("b", "gone"))),
+                (0, InitDone),
+            ],
+        );
+        assert_eq!(out, ["Init", "InitApply x", "InitApply gone", "InitDone"]);
+        // The watch was away long enough to meet 410 Gone: b/gone was deleted meanwhile.
+        let out = run(
+            &mut merge,
+            &mut writer,
+            vec![
+                (0, Init),
+                (0, InitApply(cm("a", "x"))),
+                (0, InitApply(cm("b", "x"))),
+                (0, InitDone),
+            ],
+        );
+        assert_eq!(out, ["Apply x", "Apply x", "Delete gone"]);
+        assert_eq!(names(&store), ["a/x", "b/x"]);
     }
 
     #[test]

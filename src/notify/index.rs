@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use kube::ResourceExt;
 
+use crate::api::index::Index;
 use crate::api::{ImageStream, SourceKind};
 use crate::registry::ImageRef;
 
@@ -34,17 +35,9 @@ pub struct TargetIndex {
     by_stream: HashMap<(String, String), Vec<String>>,
 }
 
-impl TargetIndex {
-    /// Replaces everything with what `streams` say (a fresh list of the cache).
-    pub fn reset<'a>(&mut self, streams: impl IntoIterator<Item = &'a ImageStream>) {
-        *self = Self::default();
-        for s in streams {
-            self.update(s);
-        }
-    }
-
+impl Index<ImageStream> for TargetIndex {
     /// Records (or re-records) the importable, tag-following spec tags of one stream.
-    pub fn update(&mut self, s: &ImageStream) {
+    fn apply(&mut self, s: &ImageStream) {
         let id = (s.namespace().unwrap_or_default(), s.name_any());
         self.remove(&id.0, &id.1);
         let mut keys = Vec::new();
@@ -73,7 +66,13 @@ impl TargetIndex {
         self.by_stream.insert(id, keys);
     }
 
-    pub fn remove(&mut self, namespace: &str, name: &str) {
+    fn delete(&mut self, s: &ImageStream) {
+        self.remove(&s.namespace().unwrap_or_default(), &s.name_any());
+    }
+}
+
+impl TargetIndex {
+    fn remove(&mut self, namespace: &str, name: &str) {
         let id = (namespace.to_string(), name.to_string());
         for k in self.by_stream.remove(&id).unwrap_or_default() {
             if let Some(set) = self.by_key.get_mut(&k) {
@@ -127,7 +126,7 @@ mod tests {
     #[test]
     fn only_tags_that_follow_a_tag_are_indexed() {
         let mut index = TargetIndex::default();
-        index.update(&stream(
+        index.apply(&stream(
             "web",
             json!([
                 {"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/team/web"}},
@@ -152,8 +151,8 @@ mod tests {
                 json!([{"name": "t", "from": {"kind": "DockerImage", "name": image}}]),
             )
         };
-        index.update(&one("quay.io/team/web:1"));
-        index.update(&one("quay.io/team/web:2"));
+        index.apply(&one("quay.io/team/web:1"));
+        index.apply(&one("quay.io/team/web:2"));
         assert!(index.targets(&wanted(&["quay.io/team/web:1"])).is_empty());
         assert_eq!(
             index.targets(&wanted(&["quay.io/team/web:2"])),
@@ -169,7 +168,7 @@ mod tests {
         let mut index = TargetIndex::default();
         let tags =
             |image: &str| json!([{"name": "t", "from": {"kind": "DockerImage", "name": image}}]);
-        index.update(&stream("old", tags("quay.io/team/old")));
+        index.apply(&stream("old", tags("quay.io/team/old")));
         let fresh = [stream("new", tags("quay.io/team/new"))];
         index.reset(fresh.iter());
         assert!(index

@@ -16,13 +16,14 @@ use axum::Router;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use kube::api::{Api, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
-use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::cache::StreamCache;
+use crate::api::index::Index;
 use crate::api::update::update;
 use crate::api::{ImageStream, Notified, NOTIFIED};
 use crate::registry::ImageRef;
@@ -490,13 +491,7 @@ pub async fn maintain_index(cache: &StreamCache, index: Arc<Mutex<TargetIndex>>)
         .reset(cache.store().state().iter().map(|s| s.as_ref()));
     changes
         .for_each(move |event| {
-            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
-            match event {
-                StreamEvent::Applied(s) => index.update(&s),
-                StreamEvent::Deleted(s) => {
-                    index.remove(&s.namespace().unwrap_or_default(), &s.name_any())
-                }
-            }
+            event.update(&mut *index.lock().unwrap_or_else(|p| p.into_inner()));
             futures::future::ready(())
         })
         .await

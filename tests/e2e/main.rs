@@ -611,6 +611,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
         return;
     }
     use futures::StreamExt;
+    use imagestream_operator::api::index::Index;
     use imagestream_operator::notify::{router, ApiRequester, NotifyConfig, Receiver, TargetIndex};
     use kube::ResourceExt;
     common::install_crypto();
@@ -625,7 +626,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
                 | kube::runtime::watcher::Event::InitApply(s),
             ) = e
             {
-                indexed.lock().unwrap().update(&s);
+                indexed.lock().unwrap().apply(&s);
             }
             futures::future::ready(())
         });
