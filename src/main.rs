@@ -321,7 +321,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let work = {
         let (client, cache) = (client.clone(), cache.clone());
-        let settings = import_settings(&args, &metrics, &health);
+        let settings = import_settings(&args, &metrics);
         let scheduler = scheduler(&args, &metrics);
         let triggers = trigger_settings(&args, &metrics, &health);
         let audit = (args.admission_addr.is_some() && !args.lookup_audit_interval.is_zero())
@@ -477,7 +477,7 @@ fn credential_providers(
     Ok(Some(Arc::new(providers)))
 }
 
-fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> Settings {
+fn import_settings(args: &RunArgs, metrics: &Metrics) -> Settings {
     Settings {
         local_registry: args.local_registry.clone(),
         max_history: args.max_history,
@@ -486,7 +486,6 @@ fn import_settings(args: &RunArgs, metrics: &Metrics, health: &Arc<Health>) -> S
         max_bulk_import: args.max_images_bulk_imported_per_repository,
         stretch_schedule_when_notified: args.stretch_schedule_when_notified,
         metrics: metrics.import.clone(),
-        health: Some(health.clone()),
         scope: Scope::from_list(&args.watch_namespaces),
         ..Default::default()
     }

@@ -125,7 +125,7 @@ fn harness_with(settings: Settings) -> Harness {
         client,
         resolver.clone(),
         store,
-        vec![],
+        Default::default(),
         Scheduler::new(Duration::from_secs(60), 60),
         settings,
     );
@@ -256,7 +256,7 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
     *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     h.ctx
         .scheduler
-        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+        .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
     let mut status = imported_status();
     let s = stream(None, true, true);
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
@@ -295,7 +295,7 @@ async fn due_and_notified_at(at_ms: i64) -> Vec<String> {
     *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     h.ctx
         .scheduler
-        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+        .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
     let s = stream(None, true, true);
     let mut status = imported_status();
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
@@ -381,7 +381,7 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     *h.resolver.answer.lock().unwrap() = Some(Err(not_found));
     h.ctx
         .scheduler
-        .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+        .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
     let (requests, resolver) = run(h, s, 0).await;
     assert!(requests.is_empty(), "identical failure: no write, no event");
     assert_eq!(resolver.asked.lock().unwrap().len(), 1);
@@ -545,6 +545,8 @@ async fn scheduled_re_checks_wait_while_another_stream_awaits_its_first_import()
     use imagestream_operator::api::cache::StreamEvent;
     let mut fresh = stream(None, false, true);
     fresh.metadata.name = Some("fresh".into());
+    // Streams are told apart by UID: `fresh` is another stream than the due one.
+    fresh.metadata.uid = Some("uid-2".into());
     let mut done = fresh.clone();
     done.metadata.annotations = stream(None, true, true).metadata.annotations;
     let mut st = imported_status();
@@ -570,11 +572,92 @@ async fn scheduled_re_checks_wait_while_another_stream_awaits_its_first_import()
         }
         h.ctx
             .scheduler
-            .mark_checked("demo/python", Instant::now() - Duration::from_secs(120));
+            .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
         let (requests, resolver) = run(h, due(), 0).await;
         assert!(requests.is_empty());
         assert_eq!(resolver.asked.lock().unwrap().len(), asked);
     }
+}
+
+/// A relist that no longer contains a stream awaiting its first import (deleted while the watch
+/// was away) must release the schedule: before the watch turned relists into deletions, the
+/// stream stayed "urgent" for the life of the process and every other stream's scheduled
+/// re-check was put off, every time.
+#[tokio::test]
+async fn a_relist_without_a_stream_awaiting_its_first_import_lets_scheduled_checks_run() {
+    use futures::StreamExt;
+    use imagestream_operator::api::cache::StreamCache;
+    use imagestream_operator::api::scope::relisting;
+    use imagestream_operator::import::controller::stream_changes;
+    use kube::runtime::watcher::Event::{Apply, Init, InitApply, InitDone};
+    use kube::ResourceExt;
+
+    let (client, mut handle) = api::mock_client("default");
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let (store, writer) = reflector::store();
+    let events = relisting(rx, None, store.clone());
+    let (cache, driver) = StreamCache::over(store.clone(), writer, events);
+    tokio::spawn(driver);
+    let resolver = Arc::new(ScriptedResolver::default());
+    *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
+    let ctx = Arc::new(Context::new(
+        client,
+        resolver.clone(),
+        store,
+        Default::default(),
+        Scheduler::new(Duration::from_secs(60), 60),
+        Settings::default(),
+    ));
+    let (seen_tx, mut seen) = futures::channel::mpsc::unbounded();
+    let mut observed = stream_changes(&cache, ctx.clone()).boxed();
+    tokio::spawn(async move {
+        while let Some(s) = observed.next().await {
+            let _ = seen_tx.unbounded_send(s.name_any());
+        }
+    });
+    let named = |name: &str, uid: &str, s: ImageStream| {
+        let mut s = s;
+        s.metadata.name = Some(name.into());
+        s.metadata.uid = Some(uid.into());
+        s
+    };
+    let fresh = named("fresh", "uid-2", stream(None, false, true));
+    let mut status = imported_status();
+    let checked = stream(None, true, true);
+    status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
+        &checked,
+        &checked.spec_tags()[0],
+    ));
+    let due = Arc::new(stream(Some(status), true, true));
+    let send = |e| tx.unbounded_send(Ok(e)).unwrap();
+    let asked_after_due_check = |ctx: Arc<Context>, due: Arc<ImageStream>| async move {
+        ctx.scheduler
+            .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
+        reconcile(due, ctx).await.expect("reconcile");
+    };
+
+    for e in [Init, InitApply(fresh), InitApply((*due).clone()), InitDone] {
+        send(e);
+    }
+    for _ in 0..2 {
+        seen.next().await;
+    }
+    asked_after_due_check(ctx.clone(), due.clone()).await;
+    assert_eq!(resolver.asked.lock().unwrap().len(), 0, "fresh goes first");
+
+    // The watch was away; its relist no longer has `fresh`. A later change marks the point by
+    // which the relist has been observed.
+    let mut marker = ImageStream::new("marker", ImageStreamSpec::default());
+    marker.metadata.namespace = Some("demo".into());
+    marker.metadata.uid = Some("uid-3".into());
+    for e in [Init, InitApply((*due).clone()), InitDone, Apply(marker)] {
+        send(e);
+    }
+    while seen.next().await.as_deref() != Some("marker") {}
+    asked_after_due_check(ctx.clone(), due).await;
+    assert_eq!(resolver.asked.lock().unwrap().len(), 1, "the re-check ran");
+    drop(ctx);
+    api::assert_no_more_requests(&mut handle).await;
 }
 
 fn with_big_labels(bytes: usize) -> ResolvedImage {
@@ -677,7 +760,11 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
     }
     let quiet = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
     assert!(quiet.is_err(), "the refused status was sent again");
-    assert_eq!(resolver.asked.lock().unwrap().len(), 3);
+    // The version without the annotation asks for a repository check, so it imports again; the
+    // annotated one plans from the refused status, in which every tag is imported: no registry
+    // call. (Before, each check of such a stream imported every tag afresh, and took the
+    // registry budget of every other stream.)
+    assert_eq!(resolver.asked.lock().unwrap().len(), 2);
 }
 
 /// After an API server outage the watch may relist for a while (its backoff reaches 30 s), so

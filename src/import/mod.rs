@@ -5,10 +5,16 @@
 pub mod budget;
 pub mod controller;
 pub mod history;
+pub mod index;
+pub mod memory;
 pub mod metrics;
 pub mod plan;
+pub mod report;
+pub mod requests;
 pub mod resolve;
+pub mod secrets;
 pub mod spec;
+pub mod write;
 
 #[cfg(test)]
 mod tests;

@@ -781,7 +781,7 @@ fn image_details_are_kept_for_current_images_only() {
 
 #[test]
 fn one_event_per_reconcile_names_the_tags_and_counts_the_rest() {
-    use super::controller::summary_event;
+    use super::report::summary_event;
     use kube::runtime::events::EventType;
     let imported: Vec<TagChange> = (0..15)
         .map(|i| TagChange::Imported {

@@ -118,6 +118,19 @@ impl Keyring {
         )
     }
 
+    /// The keyring of several secrets, each parsed once on its own (`from_secrets` of one).
+    pub fn merged<'a>(parts: impl IntoIterator<Item = &'a Keyring>) -> Self {
+        let mut entries: Vec<Entry> = parts
+            .into_iter()
+            .flat_map(|k| k.entries.iter().cloned())
+            .collect();
+        entries.sort_by(|a, b| b.key.cmp(&a.key));
+        Self {
+            entries: Arc::new(entries),
+            identity: None,
+        }
+    }
+
     pub fn with_identity(mut self, identity: Identity) -> Self {
         self.identity = Some(Arc::new(identity));
         self
