@@ -194,8 +194,18 @@ impl Registry {
     /// differing by a manifest annotation: a distinct digest per tag for one request each, so
     /// tests can push thousands quickly. Returns the digests in order.
     pub async fn push_variants(&self, repo: &str, tags: &[(String, String)]) -> Vec<String> {
+        self.push_variants_of(repo, repo, tags).await
+    }
+
+    /// [`Self::push_variants`] whose shared config embeds `marker` (as large as a test needs).
+    pub async fn push_variants_of(
+        &self,
+        repo: &str,
+        marker: &str,
+        tags: &[(String, String)],
+    ) -> Vec<String> {
         let (base, media_type) = self
-            .image_manifest(repo, repo, "linux", "amd64", true)
+            .image_manifest(repo, marker, "linux", "amd64", true)
             .await;
         let base: serde_json::Value = serde_json::from_slice(&base).unwrap();
         // One client for all: building one loads the system's root certificates.

@@ -362,3 +362,245 @@ async fn a_conflict_on_every_first_status_write_converges_without_a_hot_loop() {
     }
     drop(cleanup);
 }
+
+/// One stream whose status the API server refuses must not hold back anyone else's schedule.
+/// Its spec nearly fills an object (220 tags carrying 6,000 bytes of annotations each), and each
+/// tag names an image of its own with 1.5 KiB of config: the status fits the operator's budget,
+/// but spec and status together are over what etcd stores, so the status write is refused for
+/// its size. Beside it, with the operator binary at a 5 s interval and its default registry
+/// budget, a scheduled stream imports, a new digest is pushed for its tag, and the scheduled
+/// re-check must pick it up within a few intervals. Before the fix it did not within six: the
+/// stored status says the big stream's tags were never imported, so every check imported all
+/// 220 afresh and took the registry's budget.
+#[tokio::test]
+async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
+    if !enabled() {
+        return;
+    }
+    const INTERVAL: Duration = Duration::from_secs(5);
+    const TAGS: usize = 220;
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let (client, ns, _cleanup) = cluster("is-e2e-unstorable").await;
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
+    let variants: Vec<(String, String)> = (0..TAGS)
+        .map(|i| (format!("t{i}"), format!("m{i}")))
+        .collect();
+    reg.push_variants_of("big/app", &"e".repeat(1536), &variants)
+        .await;
+    let filler = "x".repeat(6000);
+    let tags: Vec<Value> = (0..TAGS)
+        .map(|i| {
+            json!({"name": format!("t{i}"), "annotations": {"filler": filler},
+                "from": {"kind": "DockerImage", "name": format!("{}/big/app:t{i}", reg.addr)},
+                "importPolicy": {"scheduled": true}})
+        })
+        .collect();
+    streams
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+                "metadata": {"name": "unstorable"}, "spec": {"tags": tags}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let operator = Operator::spawn(
+        "unstorable",
+        &[
+            ("SCHEDULED_IMPORT_INTERVAL", "5s".into()),
+            ("INSECURE_REGISTRIES", reg.addr.clone()),
+        ],
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let too_large = || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let n = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("StatusTooLarge"))
+            .count();
+        (n > 0).then_some(n)
+    };
+    until(
+        "the refused status is reported",
+        Duration::from_secs(60),
+        too_large,
+    )
+    .await;
+
+    let first = reg.push_image("small/app", "latest", "one", false).await;
+    fixtures::stream(
+        &client,
+        &ns,
+        "small",
+        &format!("{}/small/app", reg.addr),
+        false,
+    )
+    .await;
+    let image_of = |s: &ImageStream| {
+        s.status_tag("latest")
+            .and_then(|t| t.items.first())
+            .map(|i| i.image.clone())
+    };
+    wait_for(&streams, "small", "the first import", |s| {
+        image_of(s).as_ref() == Some(&first)
+    })
+    .await;
+    let second = reg.push_image("small/app", "latest", "two", false).await;
+    let pushed = Instant::now();
+    let limit = INTERVAL * 4;
+    let picked = tokio::time::timeout(limit, async {
+        loop {
+            if let Ok(s) = streams.get("small").await {
+                if image_of(&s).as_ref() == Some(&second) {
+                    return pushed.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let reports = too_large().await.unwrap_or(0);
+    let stored = streams.get("unstorable").await.unwrap();
+    let log = operator.log_text();
+    drop(operator);
+    let picked = picked.unwrap_or_else(|_| {
+        let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+        panic!(
+            "the scheduled re-check did not pick up the push within {limit:?}; log tail:\n{tail}"
+        )
+    });
+    println!(
+        "unstorable stream ({TAGS} tags) beside a {INTERVAL:?} schedule: the push was picked up {picked:.1?} after it; {reports} StatusTooLarge Event(s)"
+    );
+    assert_eq!(reports, 1, "one Warning for one refused status");
+    assert!(
+        stored.status.is_none_or(|s| s.tags.is_empty()),
+        "the refused status was never stored"
+    );
+}
+
+/// ImageStream LISTs the (restarted) API server has answered: a watch that resumes without
+/// one did not relist.
+async fn stream_lists(client: &kube::Client) -> f64 {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains(r#"resource="imagestreams""#) && l.contains(r#"verb="LIST""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn restart(apiserver: &mut ApiServer, client: &kube::Client) {
+    apiserver.stop();
+    apiserver.start();
+    until(
+        "the API server is back",
+        Duration::from_secs(60),
+        || async { client.apiserver_version().await.ok() },
+    )
+    .await;
+}
+
+/// Streams the operator saw awaiting their first import, deleted while its watch was away, are
+/// forgotten by the relist that ends the gap. The operator is frozen (SIGSTOP) while a dozen
+/// streams are created (their events wait in its socket), the API server restarts, the streams
+/// are deleted, and it restarts again, so its watch cache begins after the deletions. On
+/// SIGCONT the operator reads the creations, its watch resumes from a version the API server no
+/// longer has (410 Gone) and relists. Before relists reached subscribers as deletions, the
+/// dozen stayed "awaiting their first import" for the life of the process, and every other
+/// stream's scheduled re-check was put off each time: the push below was never picked up.
+#[tokio::test]
+async fn streams_deleted_during_a_watch_gap_are_forgotten_at_the_relist() {
+    if !enabled() {
+        return;
+    }
+    let mut apiserver = match ApiServer::find() {
+        Ok(a) => a,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
+        Err(why) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIP the relist drill: {why}");
+            return;
+        }
+    };
+    common::install_crypto();
+    let Some(reg) = common::Registry::start(None).await else {
+        return;
+    };
+    let repo = format!("{}/relist/app", reg.addr);
+    let one = reg.push_image("relist/app", "latest", "one", false).await;
+    let (client, ns, _cleanup) = cluster("is-e2e-relist").await;
+    let streams = fixtures::stream(&client, &ns, "kept", &repo, false).await;
+    let operator = Operator::spawn(
+        "relist",
+        &[
+            ("SCHEDULED_IMPORT_INTERVAL", "3s".into()),
+            ("INSECURE_REGISTRIES", reg.addr.clone()),
+        ],
+    );
+    let image = |s: &ImageStream| {
+        s.status_tag("latest")
+            .and_then(|t| t.items.first())
+            .map(|i| i.image.clone())
+    };
+    wait_for(&streams, "kept", "the first import", |s| {
+        image(s).as_ref() == Some(&one)
+    })
+    .await;
+
+    let signal = |name: &str| {
+        let pid = operator.pid().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let gone: Vec<String> = (0..12).map(|i| format!("gone-{i}")).collect();
+    for name in &gone {
+        fixtures::stream(&client, &ns, name, &format!("{repo}-{name}"), false).await;
+    }
+    restart(&mut apiserver, &client).await;
+    for name in &gone {
+        streams.delete(name, &Default::default()).await.unwrap();
+    }
+    restart(&mut apiserver, &client).await;
+    signal("-CONT");
+
+    let two = reg.push_image("relist/app", "latest", "two", false).await;
+    let resumed = Instant::now();
+    let limit = Duration::from_secs(90);
+    let picked = tokio::time::timeout(limit, async {
+        loop {
+            if let Ok(s) = streams.get("kept").await {
+                if image(&s).as_ref() == Some(&two) {
+                    return resumed.elapsed();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let lists = stream_lists(&client).await;
+    let log = operator.log_text();
+    drop(operator);
+    let picked = picked.unwrap_or_else(|_| {
+        panic!("the scheduled re-check never ran after the relist (within {limit:?}); operator log:\n{log}")
+    });
+    println!(
+        "relist drill: {} streams vanished during the gap; {lists} ImageStream LIST(s) after it; the push was picked up {picked:.1?} after the operator resumed",
+        gone.len()
+    );
+    assert!(
+        lists >= 1.0,
+        "the operator's watch resumed without a relist"
+    );
+}
