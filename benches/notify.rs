@@ -164,7 +164,7 @@ async fn main() {
     };
     let app = router(Receiver::new(
         config,
-        Arc::new(Mutex::new(index)),
+        Arc::new(parking_lot::Mutex::new(index)),
         Arc::new(Pipe {
             world: world.clone(),
             tx,

@@ -80,11 +80,7 @@ async fn main() {
     let started = Instant::now();
     let mut dependents = Vec::new();
     for _ in 0..rounds {
-        dependents = ctx
-            .index
-            .lock()
-            .expect("index")
-            .dependents("bench/s7:latest");
+        dependents = ctx.index.lock().dependents("bench/s7:latest");
     }
     let lookup = started.elapsed() / rounds;
 

@@ -3,8 +3,9 @@
 //! registry notification receiver (the one exposed to registries), both answered from the shared
 //! stream cache so no answer waits for an API call. This file only composes.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::FutureExt;
 use kube::Client;

@@ -70,7 +70,7 @@ async fn serve(streams: Vec<ImageStream>) -> (String, Arc<Recorder>) {
     };
     let app = router(Receiver::new(
         config,
-        Arc::new(Mutex::new(index)),
+        Arc::new(parking_lot::Mutex::new(index)),
         recorder.clone(),
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -432,7 +432,7 @@ async fn a_real_registry_push_requests_the_import() {
     common::install_crypto();
     // The registry's address is only known once it runs, so streams point at it after start.
     let recorder = Arc::new(Recorder::default());
-    let index = Arc::new(Mutex::new(TargetIndex::default()));
+    let index = Arc::new(parking_lot::Mutex::new(TargetIndex::default()));
     let config = NotifyConfig {
         token: Some(TOKEN.into()),
         ..Default::default()
@@ -452,7 +452,7 @@ async fn a_real_registry_push_requests_the_import() {
             "app",
             &[("latest", &format!("{}/team/app", reg.addr))],
         );
-        index.lock().unwrap().apply(&app);
+        index.lock().apply(&app);
         reg.push_image("team/app", "latest", "n", false).await;
         let mut seen = Vec::new();
         for _ in 0..50 {
@@ -475,6 +475,6 @@ async fn a_real_registry_push_requests_the_import() {
         } else {
             assert!(seen.is_empty(), "refused without the token: {seen:?}");
         }
-        index.lock().unwrap().delete(&app);
+        index.lock().delete(&app);
     }
 }

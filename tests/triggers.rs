@@ -392,7 +392,6 @@ async fn objects_owned_by_a_controller_make_no_request_and_no_event() {
             assert!(ctx
                 .index
                 .lock()
-                .unwrap()
                 .dependents("demo/example:latest")
                 .is_empty());
         }
@@ -460,7 +459,6 @@ async fn workloads_in_an_excluded_namespace_are_never_followed() {
     assert!(ctx
         .index
         .lock()
-        .unwrap()
         .dependents("kube-system/example:latest")
         .is_empty());
 }

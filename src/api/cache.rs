@@ -9,7 +9,8 @@
 //! carries no deletions; a subscriber that stops reading holds its backlog, and every subscriber
 //! here only updates an index or queues a key.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -105,7 +106,7 @@ impl StreamCache {
                 return;
             }
         };
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subscribers = self.subscribers.lock();
         subscribers.retain(|s| s.unbounded_send(change.clone()).is_ok());
     }
 
@@ -118,10 +119,7 @@ impl StreamCache {
     /// receiver unsubscribes.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<StreamEvent> {
         let (tx, rx) = mpsc::unbounded();
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+        self.subscribers.lock().push(tx);
         rx
     }
 

@@ -5,8 +5,9 @@
 pub mod index;
 pub mod payload;
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -272,7 +273,7 @@ async fn send(
 /// The request at the end of a target's window, for the pushes coalesced into it.
 async fn trailing(receiver: Receiver, src: Source, target: Target, received: i64) {
     let due = {
-        let pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = receiver.pending.lock();
         pending
             .get(&target)
             .map_or(received, |p| p.at.saturating_add(COALESCE_MS))
@@ -281,7 +282,7 @@ async fn trailing(receiver: Receiver, src: Source, target: Target, received: i64
     tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
     let now = jiff::Timestamp::now().as_millisecond();
     {
-        let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = receiver.pending.lock();
         if let Some(p) = pending.get_mut(&target) {
             p.at = now;
             p.trailing = false;
@@ -345,7 +346,7 @@ fn error_body(error: &str) -> String {
 
 /// The spec tags following each pushed reference, with the push's digest (one index lookup).
 fn targets_of(receiver: &Receiver, pushes: &[Push]) -> Vec<(Target, Option<String>)> {
-    let index = receiver.index.lock().unwrap_or_else(|p| p.into_inner());
+    let index = receiver.index.lock();
     pushes
         .iter()
         .flat_map(|p| {
@@ -371,7 +372,7 @@ fn coalesce(
 ) -> (ByStream, Vec<Target>) {
     let mut now = ByStream::new();
     let mut later = Vec::new();
-    let mut pending = receiver.pending.lock().unwrap_or_else(|p| p.into_inner());
+    let mut pending = receiver.pending.lock();
     pending.retain(|_, p| p.trailing || received.saturating_sub(p.at) < COALESCE_MS);
     for (t, digest) in found {
         match pending.get_mut(&t) {
@@ -487,11 +488,10 @@ pub async fn maintain_index(cache: &StreamCache, index: Arc<Mutex<TargetIndex>>)
     let changes = cache.subscribe();
     index
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
         .reset(cache.store().state().iter().map(|s| s.as_ref()));
     changes
         .for_each(move |event| {
-            event.update(&mut *index.lock().unwrap_or_else(|p| p.into_inner()));
+            event.update(&mut *index.lock());
             futures::future::ready(())
         })
         .await

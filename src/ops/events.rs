@@ -6,9 +6,10 @@
 //! per Event.
 
 use crate::api::untrusted;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -77,7 +78,7 @@ impl EventRecorder {
         let now = Timestamp::now();
         let key = series_key(ev, regarding);
         let repeat = {
-            let mut recent = self.lock();
+            let mut recent = self.recent.lock();
             recent.sweep(now);
             recent
                 .series
@@ -111,12 +112,8 @@ impl EventRecorder {
                 }
             }
         };
-        self.lock().series.insert(key, series);
+        self.recent.lock().series.insert(key, series);
         Ok(())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn event(&self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {

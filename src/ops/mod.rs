@@ -7,9 +7,9 @@ pub mod metrics;
 pub mod rbac;
 pub mod server;
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Readiness: every cache this replica needs has finished its first list.
@@ -33,12 +33,7 @@ impl Health {
     }
     /// Counts the cache `name` as synced the first time it reports.
     pub fn cache_synced_once(&self, name: &'static str) {
-        if self
-            .named
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name)
-        {
+        if self.named.lock().insert(name) {
             self.cache_synced();
         }
     }
@@ -47,13 +42,13 @@ impl Health {
         self.standby.store(standby, Ordering::SeqCst);
     }
     pub fn api_unreachable(&self, why: String) {
-        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        *self.outage.lock() = Some(why);
     }
     pub fn api_reachable(&self) {
-        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.outage.lock() = None;
     }
     pub fn ready(&self) -> (bool, String) {
-        if let Some(why) = &*self.outage.lock().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(why) = &*self.outage.lock() {
             return (false, format!("API server unreachable: {why}"));
         }
         if self.standby.load(Ordering::SeqCst) {

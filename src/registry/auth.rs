@@ -2,8 +2,9 @@
 //! tokens fetched from the registry's token realm and cached per realm, service, pull scope and
 //! credential (so tokens never cross tenants) until shortly before they expire.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -57,20 +58,16 @@ impl Default for Challenges {
 }
 
 impl Challenges {
-    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, Challenge>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn get(&self, repository: &str) -> Option<Challenge> {
-        self.lock().get(repository).cloned()
+        self.0.lock().get(repository).cloned()
     }
 
     fn remember(&self, repository: &str, challenge: Challenge) {
-        self.lock().put(repository.to_string(), challenge);
+        self.0.lock().put(repository.to_string(), challenge);
     }
 
     fn forget(&self, repository: &str) {
-        self.lock().pop(repository);
+        self.0.lock().pop(repository);
     }
 }
 
@@ -79,14 +76,10 @@ impl Challenges {
 pub(super) struct Tokens(Mutex<HashMap<TokenKey, (String, Instant)>>);
 
 impl Tokens {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, (String, Instant)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The cached token for `key` if it is still valid at `now`. Expired tokens are swept on a
     /// miss only, so the common case (every request to a registry) is one lookup.
     fn valid(&self, key: &TokenKey, now: Instant) -> Option<String> {
-        let mut tokens = self.lock();
+        let mut tokens = self.0.lock();
         match tokens.get(key) {
             Some((token, expires)) if *expires > now => Some(token.clone()),
             _ => {
@@ -97,11 +90,11 @@ impl Tokens {
     }
 
     fn insert(&self, key: TokenKey, token: String, expires: Instant) {
-        self.lock().insert(key, (token, expires));
+        self.0.lock().insert(key, (token, expires));
     }
 
     fn forget(&self, key: &TokenKey) {
-        self.lock().remove(key);
+        self.0.lock().remove(key);
     }
 }
 

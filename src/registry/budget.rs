@@ -1,7 +1,7 @@
 //! How hard the operator may press one registry: a request budget (token bucket and concurrency
 //! cap, per registry, from `--registry-budget`) and the pause a 429 imposes.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -111,7 +111,7 @@ impl Gate {
     /// Leaves the registry alone for `pause` (after a 429), at most an hour.
     pub(super) fn pause(&self, pause: Duration) {
         let until = untrusted::later(Instant::now(), pause);
-        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        *self.paused_until.lock() = Some(until);
     }
 
     /// Whether a 429's pause is in force: the registry's state must outlive it.
@@ -133,7 +133,7 @@ impl Gate {
     }
 
     fn paused_for(&self) -> Option<Duration> {
-        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut paused = self.paused_until.lock();
         match *paused {
             Some(until) => match until.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Some(left),

@@ -3,9 +3,10 @@
 //! registries cannot starve the others. Per-registry budgets (`budget.rs`) protect registries
 //! from the operator; these protect the operator from registries.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -114,7 +115,7 @@ impl Gates {
     }
 
     fn share(&self, namespace: &str) -> Arc<Share> {
-        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shares = self.shares.lock();
         if let Some(s) = shares.get(namespace) {
             return s.clone();
         }

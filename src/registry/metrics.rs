@@ -1,9 +1,9 @@
 //! Counters and histograms for every registry request. The operations module registers them on
 //! the `/metrics` endpoint; the benchmark reads the request total directly.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -87,7 +87,7 @@ impl RegistryMetrics {
 
     /// The label `registry` is counted under: its own while there is room, else `other`.
     pub fn label(&self, registry: &str) -> String {
-        let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut labelled = self.labelled.lock();
         if labelled.contains(registry) {
             return registry.to_string();
         }

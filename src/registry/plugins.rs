@@ -11,10 +11,11 @@
 //! A failing plugin never fails the operator: its failure (the provider's name and a short
 //! excerpt of its stderr, never its stdout, which may hold credentials) goes to the tag.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -265,10 +266,6 @@ struct Plugin {
 }
 
 impl Plugin {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     async fn credentials(
         self: &Arc<Self>,
         image: &str,
@@ -298,7 +295,7 @@ impl Plugin {
     }
 
     fn cached(&self, caller: &str, image: &str, registry: &str) -> Option<Auth> {
-        let state = self.state();
+        let state = self.state.lock();
         state
             .cache
             .get(caller)?
@@ -313,7 +310,7 @@ impl Plugin {
         caller: &Caller,
     ) -> Result<(Arc<Answer>, bool), String> {
         let flight = {
-            let mut state = self.state();
+            let mut state = self.state.lock();
             let scope = match state.learned {
                 Some(KeyType::Image) => image,
                 Some(KeyType::Global) => "",
@@ -327,7 +324,7 @@ impl Plugin {
                     let (this, image, caller) = (self.clone(), image.to_string(), caller.clone());
                     async move {
                         let result = this.run_and_remember(&image, &caller).await;
-                        this.state().flights.remove(&key);
+                        this.state.lock().flights.remove(&key);
                         result.map(|answer| (answer, image))
                     }
                     .boxed()
@@ -349,7 +346,7 @@ impl Plugin {
     /// Cache an answer under its key type for `duration` (absent: the config's default; zero:
     /// not cached), never beyond the token it was fetched with when the cache is per token.
     fn remember(&self, image: &str, caller: &Caller, answer: &Answer, duration: Option<Duration>) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         state.learned = Some(answer.key_type);
         let duration = duration.unwrap_or(self.config.default_cache_duration);
         if duration.is_zero() {
@@ -422,11 +419,11 @@ impl Plugin {
                 .filter(|m| m.renew_at > Instant::now())
                 .cloned()
         };
-        if let Some(m) = fresh(&self.state()) {
+        if let Some(m) = fresh(&self.state.lock()) {
             return Ok(m);
         }
         let _one_at_a_time = self.minting.lock().await;
-        if let Some(m) = fresh(&self.state()) {
+        if let Some(m) = fresh(&self.state.lock()) {
             return Ok(m);
         }
         let accounts = self
@@ -460,7 +457,7 @@ impl Plugin {
             renew_at: untrusted::later(now, valid.mul_f64(0.8)),
             expires: untrusted::later(now, valid),
         };
-        self.state().tokens.insert(at, minted.clone());
+        self.state.lock().tokens.insert(at, minted.clone());
         Ok(minted)
     }
 
@@ -854,7 +851,7 @@ mod tests {
             None,
         );
         let expires = |p: &Plugin| {
-            let state = p.state();
+            let state = p.state.lock();
             state
                 .cache
                 .values()
@@ -880,7 +877,8 @@ mod tests {
         );
         assert_eq!(expires(&p), soon);
         // Expired entries are not served.
-        p.state()
+        p.state
+            .lock()
             .cache
             .values_mut()
             .filter_map(|a| a.global.as_mut())

@@ -5,8 +5,9 @@
 //! endpoint and credential that served them, so a hit never crosses a trust boundary.
 //! Identical concurrent requests share one flight.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -152,7 +153,7 @@ impl RegistryResolver {
             known: req.known.clone(),
         };
         let flight = {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            let mut flights = self.inner.flights.lock();
             flights
                 .entry(key.clone())
                 .or_insert_with(|| {
@@ -162,11 +163,7 @@ impl RegistryResolver {
                 .clone()
         };
         let result = flight.await;
-        self.inner
-            .flights
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
+        self.inner.flights.lock().remove(&key);
         result
     }
 }
@@ -292,10 +289,10 @@ impl Inner {
             ..ep.clone()
         };
         // Remembered per registry so an HTTP-only registry costs no TLS attempt per check.
-        if insecure && self.lock_http().contains(&ep.registry) {
+        if insecure && self.plain_http.lock().contains(&ep.registry) {
             match op(http.clone()).await {
                 Err(e) if e.is_connection() => {
-                    self.lock_http().remove(&ep.registry);
+                    self.plain_http.lock().remove(&ep.registry);
                 }
                 other => return other.map_err(classify),
             }
@@ -304,7 +301,7 @@ impl Inner {
             Err(e) if insecure && e.is_connection() => {
                 let result = op(http).await;
                 if !matches!(&result, Err(e) if e.is_connection()) {
-                    self.lock_http().insert(ep.registry.clone());
+                    self.plain_http.lock().insert(ep.registry.clone());
                 }
                 result.map_err(classify)
             }
@@ -441,7 +438,7 @@ impl Inner {
         body: Option<(Bytes, String)>,
     ) -> Result<Arc<Parsed>, HttpError> {
         let key = content_key(ep, digest);
-        if let Some(hit) = self.lock_manifests().get(&key).cloned() {
+        if let Some(hit) = self.manifests.lock().get(&key).cloned() {
             return Ok(hit);
         }
         let (body, media_type) = match body {
@@ -456,7 +453,7 @@ impl Inner {
             }
         };
         let parsed = Arc::new(parse_manifest(&body, &media_type)?);
-        self.lock_manifests().put(key, parsed.clone(), body.len());
+        self.manifests.lock().put(key, parsed.clone(), body.len());
         Ok(parsed)
     }
 
@@ -467,7 +464,7 @@ impl Inner {
         parsed: &Parsed,
     ) -> Result<ImageDetails, HttpError> {
         let key = content_key(ep, digest);
-        if let Some(hit) = self.lock_details().get(&key).cloned() {
+        if let Some(hit) = self.details.lock().get(&key).cloned() {
             return Ok(hit);
         }
         let Parsed::Image {
@@ -495,7 +492,7 @@ impl Inner {
             apply_config(&mut details, &blob)?;
         }
         let weight = serde_json::to_vec(&details).map_or(0, |v| v.len());
-        self.lock_details().put(key, details.clone(), weight);
+        self.details.lock().put(key, details.clone(), weight);
         Ok(details)
     }
 
@@ -508,18 +505,6 @@ impl Inner {
             })
         })
         .await
-    }
-
-    fn lock_http(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.plain_http.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, ByteLru<Arc<Parsed>>> {
-        self.manifests.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_details(&self) -> std::sync::MutexGuard<'_, ByteLru<ImageDetails>> {
-        self.details.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -5,8 +5,9 @@
 //! passes the registry policy, the registry's budget and its 429 pause, carries the cached bearer
 //! token for its scope, and is counted in the metrics.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -75,13 +76,9 @@ impl RegistryState {
     /// Forgetting it loses nothing: no request holds it, no pause is in force, and it has been
     /// idle long enough that its budget's bucket is full again.
     fn forgettable(self: &Arc<Self>, now: Instant) -> bool {
-        let idle = now.saturating_duration_since(*lock(&self.last_used));
+        let idle = now.saturating_duration_since(*self.last_used.lock());
         Arc::strong_count(self) == 1 && !self.gate.is_paused() && idle >= REGISTRY_IDLE
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 pub struct Transport {
@@ -120,9 +117,9 @@ impl Transport {
 
     fn state(&self, registry: &str) -> Arc<RegistryState> {
         let now = Instant::now();
-        let mut map = lock(&self.registries);
+        let mut map = self.registries.lock();
         if let Some(state) = map.get(registry) {
-            *lock(&state.last_used) = now;
+            *state.last_used.lock() = now;
             return state.clone();
         }
         if map.len() >= SWEEP_REGISTRIES_ABOVE {
@@ -150,7 +147,7 @@ impl Transport {
 
     /// Registries whose state is held now (idle ones are forgotten as new ones arrive).
     pub fn registries_known(&self) -> usize {
-        lock(&self.registries).len()
+        self.registries.lock().len()
     }
 
     /// Sends one request with auth, budget and pause handling. Non-2xx answers become errors.

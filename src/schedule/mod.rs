@@ -19,10 +19,10 @@
 //! streams forever (measured: 616 of 3,000 streams unchecked for two minutes). A stretched
 //! schedule leaves spare slots, the held streams drain, and every stream gets its turn.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::AtomicU64;
@@ -111,7 +111,7 @@ impl Scheduler {
     /// Records how many scheduled references the stream `key` has on each registry (an empty
     /// list when it has none), and stretches or relaxes those registries' schedules.
     pub fn set_demand(&self, key: &str, demand: Vec<(String, usize)>) {
-        let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let mut load = self.load.lock();
         let old = if demand.is_empty() {
             load.streams.remove(key)
         } else {
@@ -161,7 +161,7 @@ impl Scheduler {
     /// The interval a stream is actually checked at: the configured one, or longer where one of
     /// its registries, or the cluster-wide per-minute budget, cannot keep up.
     pub fn interval_for(&self, key: &str) -> Duration {
-        let load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let load = self.load.lock();
         self.interval_locked(&load, key, self.stretched_interval())
     }
 
@@ -188,11 +188,7 @@ impl Scheduler {
 
     /// The configured interval times the backlog stretch.
     fn stretched_interval(&self) -> Duration {
-        let stretch = self
-            .backlog
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .stretch;
+        let stretch = self.backlog.lock().stretch;
         self.interval.mul_f64(stretch)
     }
 
@@ -201,16 +197,16 @@ impl Scheduler {
     pub fn observe_backlog(&self, now: Instant) {
         let period = (self.interval / 10).max(Duration::from_secs(1));
         {
-            let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            let mut backlog = self.backlog.lock();
             if backlog.evaluated.is_some_and(|at| now < at + period) {
                 return;
             }
             backlog.evaluated = Some(now);
         }
         let stretched = self.stretched_interval();
-        let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        let mut load = self.load.lock();
         let (overdue, scheduled) = {
-            let last_checked = self.last_checked.lock().unwrap_or_else(|p| p.into_inner());
+            let last_checked = self.last_checked.lock();
             let overdue = load
                 .streams
                 .keys()
@@ -225,7 +221,7 @@ impl Scheduler {
             (overdue, load.streams.len())
         };
         let (was, now_stretch) = {
-            let mut backlog = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            let mut backlog = self.backlog.lock();
             let was = backlog.stretch;
             if overdue as f64 > scheduled as f64 * OVERDUE_SHARE {
                 backlog.stretch = (was * BACKLOG_UP).min(MAX_BACKLOG_STRETCH);
@@ -259,7 +255,7 @@ impl Scheduler {
     pub fn until_due(&self, key: &str, uid: &str, now: Instant) -> Duration {
         let interval = self.interval_for(key);
         let phase = self.phase(uid, interval);
-        let mut map = self.last_checked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.last_checked.lock();
         let last = *map
             .entry(key.to_string())
             .or_insert_with(|| now.checked_sub(interval - phase).unwrap_or(now));
@@ -268,17 +264,11 @@ impl Scheduler {
 
     /// Restarts the stream's interval: an import covered every scheduled tag.
     pub fn mark_checked(&self, key: &str, now: Instant) {
-        self.last_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string(), now);
+        self.last_checked.lock().insert(key.to_string(), now);
     }
 
     pub fn forget(&self, key: &str) {
-        self.last_checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.last_checked.lock().remove(key);
         self.set_demand(key, Vec::new());
     }
 

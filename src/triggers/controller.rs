@@ -3,8 +3,9 @@
 //! that one field — once per change, never while paused, with an Event for every fire, skip and
 //! error.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -156,10 +157,6 @@ impl TriggerContext {
         }
     }
 
-    fn lock_echoes(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, i64>> {
-        self.echoes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether this watch event only shows the generation our own last patch produced: the
     /// object is then exactly what the evaluation that wrote it decided.
     pub fn is_own_echo(&self, kind: Kind, meta: &Meta) -> bool {
@@ -168,7 +165,7 @@ impl TriggerContext {
             namespace: meta.metadata.namespace.clone().unwrap_or_default(),
             name: meta.metadata.name.clone().unwrap_or_default(),
         };
-        let mut echoes = self.lock_echoes();
+        let mut echoes = self.echoes.lock();
         match (echoes.get(&key), meta.metadata.generation) {
             (Some(own), Some(seen)) if *own == seen => {
                 echoes.remove(&key);
@@ -201,29 +198,18 @@ impl TriggerContext {
         })
     }
 
-    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, u32>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Whether the last evaluation of `key` found a cross-namespace trigger forbidden.
     pub fn awaiting_grant(&self, key: &WorkloadKey) -> bool {
-        self.denied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(key)
+        self.denied.lock().contains(key)
     }
 
     fn note_denied(&self, key: &WorkloadKey, denied: bool) {
-        let mut set = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.denied.lock();
         if denied {
             set.insert(key.clone());
         } else {
             set.remove(key);
         }
-    }
-
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, TriggerIndex> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records (or forgets) a workload in the fan-out index; its key when it carries triggers
@@ -250,13 +236,13 @@ impl TriggerContext {
         let tags = parse(annotation, kind)
             .map(|ts| ts.iter().map(|t| t.tag_key(&key.namespace)).collect())
             .unwrap_or_default();
-        self.lock_index().upsert(key.clone(), tags);
+        self.index.lock().upsert(key.clone(), tags);
         Some(key)
     }
 
     pub fn forget(&self, key: &WorkloadKey) {
-        self.lock_index().remove(key);
-        self.lock_echoes().remove(key);
+        self.index.lock().remove(key);
+        self.echoes.lock().remove(key);
         self.all_clear(key);
         self.note_denied(key, false);
     }
@@ -269,7 +255,7 @@ impl TriggerContext {
         note: String,
     ) {
         let repeated = {
-            let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+            let mut told = self.told.lock();
             told.insert((key.clone(), reason), note.clone()).as_ref() == Some(&note)
         };
         if repeated {
@@ -285,10 +271,7 @@ impl TriggerContext {
     }
 
     fn all_clear(&self, key: &WorkloadKey) {
-        self.told
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(k, _), _| k != key);
+        self.told.lock().retain(|(k, _), _| k != key);
     }
 
     async fn publish(
@@ -326,12 +309,7 @@ impl TriggerContext {
             namespace.to_string(),
             stream.to_string(),
         );
-        if let Some((allowed, at)) = self
-            .access
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
+        if let Some((allowed, at)) = self.access.lock().get(&id) {
             if at.elapsed() < if *allowed { ALLOWED_TTL } else { DENIED_TTL } {
                 return Ok(*allowed);
             }
@@ -358,10 +336,7 @@ impl TriggerContext {
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let answer = api.create(&PostParams::default(), &review).await?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
-        self.access
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, (allowed, Instant::now()));
+        self.access.lock().insert(id, (allowed, Instant::now()));
         Ok(allowed)
     }
 
@@ -492,7 +467,7 @@ async fn patch(
     {
         Ok(patched) => {
             if let Some(generation) = patched.metadata.generation {
-                ctx.lock_echoes().insert(key.clone(), generation);
+                ctx.echoes.lock().insert(key.clone(), generation);
             }
         }
         // Changed since we looked (often only its status): read it again and decide again.
@@ -632,7 +607,7 @@ async fn fan_out(
     let mut seen: HashMap<String, u64> = HashMap::new();
     for stream in ctx.streams.state() {
         for (tag, spec) in heads(&stream) {
-            if !ctx.lock_index().dependents(&tag).is_empty() {
+            if !ctx.index.lock().dependents(&tag).is_empty() {
                 seen.insert(tag, spec_hash(&spec));
             }
         }
@@ -645,7 +620,7 @@ async fn fan_out(
                     if seen.get(&tag) == Some(&hash) {
                         continue;
                     }
-                    let dependents = ctx.lock_index().dependents(&tag);
+                    let dependents = ctx.index.lock().dependents(&tag);
                     if dependents.is_empty() {
                         continue;
                     }
@@ -833,7 +808,7 @@ pub async fn reconcile_meta(
     if fired == Fired::Conflict {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    ctx.lock_failures().remove(&key);
+    ctx.failures.lock().remove(&key);
     Ok(match ctx.awaiting_grant(&key) {
         true => Action::requeue(DENIED_TTL),
         false => Action::await_change(),
@@ -848,7 +823,7 @@ fn error_policy(kind: Kind, meta: Arc<Meta>, error: &Error, ctx: Arc<TriggerCont
         name: meta.metadata.name.clone().unwrap_or_default(),
     };
     let attempts = {
-        let mut failures = ctx.lock_failures();
+        let mut failures = ctx.failures.lock();
         let n = failures.entry(key.clone()).or_insert(0);
         *n += 1;
         *n

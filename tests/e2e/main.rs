@@ -617,7 +617,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
     common::install_crypto();
     let (client, ns, cleanup) = cluster("is-e2e-push").await;
     // The receiver (plain HTTP on 127.0.0.1 here; the operator serves it on its own TLS listener).
-    let index = Arc::new(std::sync::Mutex::new(TargetIndex::default()));
+    let index = Arc::new(parking_lot::Mutex::new(TargetIndex::default()));
     let indexed = index.clone();
     let watch = kube::runtime::watcher(Api::<ImageStream>::all(client.clone()), Default::default())
         .for_each(move |e| {
@@ -626,7 +626,7 @@ async fn push_notification_rolls_the_deployment_within_two_seconds() {
                 | kube::runtime::watcher::Event::InitApply(s),
             ) = e
             {
-                indexed.lock().unwrap().apply(&s);
+                indexed.lock().apply(&s);
             }
             futures::future::ready(())
         });
