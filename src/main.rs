@@ -633,10 +633,9 @@ mod tests {
         m.import.record(&Err(missing), 0.1);
         m.triggers
             .failures
-            .get_or_create(&vec![(
-                "reason".into(),
-                imagestream_operator::api::reason::INVALID_TRIGGER.into(),
-            )])
+            .get_or_create(&imagestream_operator::triggers::controller::FailureLabels {
+                reason: imagestream_operator::api::reason::INVALID_TRIGGER,
+            })
             .inc();
         m.import.push_to_import.observe(1.0);
         let registry = "quay.io".to_string();

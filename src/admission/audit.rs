@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::lookup::lookups_at_creation;
 use crate::api::untrusted::clean;
-use crate::api::{field_manager, reason, ImageStream};
+use crate::api::{action, field_manager, reason, ImageStream};
 use crate::ops::events::EventRecorder;
 use crate::triggers::workload::{pod_spec, Kind};
 
@@ -210,8 +210,9 @@ impl Audit {
         let event = Event {
             type_: EventType::Warning,
             reason: reason::SHORT_NAME_NOT_RESOLVED.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Lookup".into(),
+            // The recorder cleans the note and caps it at the API server's limit, in bytes.
+            note: Some(note.clone()),
+            action: action::LOOKUP.into(),
             secondary: None,
         };
         let reference = obj.object_ref(&kind.api_resource());

@@ -14,5 +14,5 @@ pub mod update;
 
 pub use consts::*;
 pub use notified::{Notified, MAX_NOTIFIED_AGE, NOTIFIED};
-pub use reasons::{field_manager, reason};
+pub use reasons::{action, field_manager, reason};
 pub use stream::*;

@@ -37,6 +37,16 @@ pub mod reason {
     /// A workload in a lookup-enabled namespace still carries a short name a stream resolves:
     /// it was stored without passing the webhook (Warning Event on the workload).
     pub const SHORT_NAME_NOT_RESOLVED: &str = "ShortNameNotResolved";
+    /// An `ImageStreamImage` prefix matches more than one image (condition reason, as
+    /// OpenShift spells it).
+    pub const CONFLICT: &str = "Conflict";
+}
+
+/// What the operator was doing when it published an Event (its `action`).
+pub mod action {
+    pub const IMPORT: &str = "Import";
+    pub const TRIGGER: &str = "Trigger";
+    pub const LOOKUP: &str = "Lookup";
 }
 
 /// Field managers, one per writer, so `managedFields` say who set what.

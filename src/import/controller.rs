@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::index::{SourceIndex, StreamsByNamespace};
-use super::memory::{backoff, Memory};
+use super::memory::Memory;
 use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
 use super::report::{log_outcome, Report};
 use super::requests::{
@@ -36,6 +36,7 @@ use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::index::Index;
 use crate::api::scope::{api_of, Scope};
 use crate::api::{field_manager, ImageStream, ImageStreamStatus, DOCKER_REPOSITORY_CHECK};
+use crate::ops::backoff::backoff;
 use crate::ops::events::EventRecorder;
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::tags::select;

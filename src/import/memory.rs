@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::ResourceExt;
 use parking_lot::Mutex;
@@ -325,15 +325,6 @@ pub fn fingerprint(status: &ImageStreamStatus) -> u64 {
     h.finish()
 }
 
-/// How long a tag waits after its `attempts`-th transient failure in a row: 10 s doubling up to
-/// `cap`, and never sooner than the registry's `Retry-After`.
-pub fn backoff(attempts: u32, cap: Duration, retry_after: Option<Duration>) -> Duration {
-    let backoff = Duration::from_secs(5)
-        .saturating_mul(1 << attempts.min(16))
-        .min(cap);
-    retry_after.map_or(backoff, |r| r.max(backoff))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,15 +376,5 @@ mod tests {
         let view = m.with_refused_status(Arc::new(written.clone()));
         assert_eq!(view.status, written.status);
         assert_eq!(m.records(), 0);
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_honours_retry_after() {
-        let cap = Duration::from_secs(300);
-        assert_eq!(backoff(1, cap, None), Duration::from_secs(10));
-        assert_eq!(backoff(2, cap, None), Duration::from_secs(20));
-        assert_eq!(backoff(40, cap, None), cap);
-        let later = Some(Duration::from_secs(60));
-        assert_eq!(backoff(1, cap, later), Duration::from_secs(60));
     }
 }

@@ -12,7 +12,7 @@ use super::budget::{Fit, STATUS_BUDGET};
 use super::metrics::ImportMetrics;
 use super::plan::Cause;
 use super::resolve::TagChange;
-use crate::api::{reason, ImageStream, ImageStreamStatus, Notified, MAX_NOTIFIED_AGE};
+use crate::api::{action, reason, ImageStream, ImageStreamStatus, Notified, MAX_NOTIFIED_AGE};
 use crate::ops::events::EventRecorder;
 use crate::registry::{RegistryError, ResolvedImage};
 
@@ -97,7 +97,7 @@ impl Report<'_> {
             type_: EventType::Warning,
             reason: reason.into(),
             note: Some(note),
-            action: "Import".into(),
+            action: action::IMPORT.into(),
             secondary: None,
         };
         self.publish(&event).await;
@@ -179,7 +179,7 @@ pub fn summary_event(changes: &[TagChange], notified_by: Option<&str>) -> Option
         type_,
         reason: reason.into(),
         note: Some(note),
-        action: "Import".into(),
+        action: action::IMPORT.into(),
         secondary: None,
     })
 }

@@ -289,7 +289,7 @@ impl TagCtx<'_> {
             }
             n => self.fail(
                 entry,
-                "Conflict",
+                reason::CONFLICT,
                 format!("multiple images ({n}) match the prefix {id:?} in image stream {namespace}/{stream}: use a longer prefix or the full digest"),
             ),
         }

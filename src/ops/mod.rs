@@ -1,5 +1,7 @@
-//! Running it in production: metrics, health endpoints and leader election.
+//! Running it in production: metrics, health endpoints, Events, logging, RBAC, per-object
+//! backoff and leader election.
 
+pub mod backoff;
 pub mod events;
 pub mod leader;
 pub mod logging;

@@ -21,6 +21,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -33,7 +34,8 @@ use super::workload::{
 };
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::scope::Scope;
-use crate::api::{field_manager, reason, ImageStream, TRIGGERS};
+use crate::api::{action, field_manager, reason, ImageStream, TRIGGERS};
+use crate::ops::backoff::backoff;
 use crate::ops::events::EventRecorder;
 
 /// How long a SubjectAccessReview answer is trusted: no longer than the API server's own webhook
@@ -43,10 +45,16 @@ use crate::ops::events::EventRecorder;
 const ALLOWED_TTL: Duration = Duration::from_secs(300);
 pub const DENIED_TTL: Duration = Duration::from_secs(25);
 
+/// A trigger failure's label: one of the `reason` constants, so the series stay few.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub reason: &'static str,
+}
+
 pub struct TriggerMetrics {
     pub fires: Counter,
     /// Failures by Event reason (InvalidTrigger, TriggerForbidden, TriggerFailed, …).
-    pub failures: Family<Vec<(String, String)>, Counter>,
+    pub failures: Family<FailureLabels, Counter>,
     /// From a tag's new image being recorded to the workload patch that rolls it out.
     pub tag_to_patch_latency: Histogram,
     /// From a push notification to the workload patch. The notification receiver exports it;
@@ -263,7 +271,7 @@ impl TriggerContext {
         }
         self.metrics
             .failures
-            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .get_or_create(&FailureLabels { reason })
             .inc();
         warn!(workload = %key, reason, %note, "trigger not applied");
         self.publish(key, obj, EventType::Warning, reason, note)
@@ -286,8 +294,9 @@ impl TriggerContext {
         let event = Event {
             type_,
             reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Trigger".into(),
+            // The recorder cleans the note and caps it at the API server's limit, in bytes.
+            note: Some(note),
+            action: action::TRIGGER.into(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &reference).await {
@@ -815,7 +824,7 @@ pub async fn reconcile_meta(
     })
 }
 
-/// Per-workload exponential backoff: 5 s doubling to 5 minutes.
+/// Per-workload exponential backoff: 10 s doubling to 5 minutes.
 fn error_policy(kind: Kind, meta: Arc<Meta>, error: &Error, ctx: Arc<TriggerContext>) -> Action {
     let key = WorkloadKey {
         kind,
@@ -825,12 +834,10 @@ fn error_policy(kind: Kind, meta: Arc<Meta>, error: &Error, ctx: Arc<TriggerCont
     let attempts = {
         let mut failures = ctx.failures.lock();
         let n = failures.entry(key.clone()).or_insert(0);
-        *n += 1;
+        *n = n.saturating_add(1);
         *n
     };
-    let delay = Duration::from_secs(5)
-        .saturating_mul(1 << attempts.min(6))
-        .min(Duration::from_secs(300));
+    let delay = backoff(attempts, Duration::from_secs(300), None);
     warn!(workload = %key, %error, ?delay, "trigger evaluation failed; retrying");
     Action::requeue(delay)
 }
