@@ -556,7 +556,7 @@ fn chart_env_vars_are_operator_flags() {
     };
     let d = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
     let main =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/main.rs")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/args.rs")).unwrap();
     for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .unwrap()

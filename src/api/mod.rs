@@ -4,6 +4,7 @@
 
 pub mod cache;
 mod consts;
+pub mod duration;
 pub mod index;
 mod notified;
 mod reasons;

@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 
 use super::credentials::{hex, Credential, Identity};
 use super::providers::{self, Pattern, ProviderConfig, TokenAttributes};
-use crate::api::untrusted;
+use crate::api::{duration, untrusted};
 use crate::api::{
     ALLOW_CREDENTIAL_PROVIDER, CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT,
 };
@@ -589,7 +589,7 @@ impl Plugin {
         let duration = response
             .cache_duration
             .as_deref()
-            .map(providers::parse_duration)
+            .map(duration::parse)
             .transpose()
             .map_err(|e| format!("answered with cacheDuration {e}"))?;
         let source = format!("credential provider {}", self.config.name);

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::duration;
+
 /// The config file's own versions (the kubelet reads all three the same way).
 const CONFIG_VERSIONS: [&str; 3] = [
     "kubelet.config.k8s.io/v1",
@@ -208,7 +210,7 @@ fn provider(raw: RawProvider) -> Result<ProviderConfig, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let default_cache_duration = match raw.default_cache_duration.as_deref() {
         None => return Err("defaultCacheDuration: required (for example \"12h\")".into()),
-        Some(d) => parse_duration(d).map_err(|e| format!("defaultCacheDuration: {e}"))?,
+        Some(d) => duration::parse(d).map_err(|e| format!("defaultCacheDuration: {e}"))?,
     };
     let token = raw
         .token_attributes
@@ -415,44 +417,6 @@ fn check_classes(p: &[char]) -> Result<(), String> {
     Ok(())
 }
 
-/// A Go duration (`12h`, `1h30m`, `90s`, `1.5h`, `0`), as `metav1.Duration` is written.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration (for example \"12h\", \"1h30m\", \"90s\")");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if text.starts_with('-') {
-        return Err(format!("{text:?} must not be negative"));
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| bad())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * seconds;
-        rest = &rest[unit_end..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,21 +493,6 @@ mod tests {
     fn malformed_patterns_are_refused() {
         for bad in ["", ":80", "host:x", "reg[0-9.io", "reg\\"] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn go_durations() {
-        let d = |s: &str| parse_duration(s).unwrap().as_secs_f64();
-        assert_eq!(d("12h"), 43200.0);
-        assert_eq!(d("1h30m"), 5400.0);
-        assert_eq!(d("1.5h"), 5400.0);
-        assert_eq!(d("90s"), 90.0);
-        assert_eq!(d("500ms"), 0.5);
-        assert_eq!(d("0"), 0.0);
-        assert_eq!(d("0s"), 0.0);
-        for bad in ["", "12", "h", "1d", "-1h", "1h-2m", "abc"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -61,6 +61,19 @@ pub struct RegistryLabels {
 
 pub type EffectiveIntervals = Family<RegistryLabels, Gauge<f64, AtomicU64>>;
 
+/// Registers the effective-interval gauge (the schedule's one series) in `registry`.
+pub fn register(
+    effective: &EffectiveIntervals,
+    registry: &mut prometheus_client::registry::Registry,
+) {
+    registry.register_with_unit(
+        "schedule_effective_interval",
+        "Interval at which scheduled tags on a registry are actually re-checked (longer than configured when the registry's budget or the per-minute budget cannot keep up)",
+        prometheus_client::registry::Unit::Seconds,
+        effective.clone(),
+    );
+}
+
 /// The share of a registry's budget scheduled re-checks may fill.
 const SCHEDULED_SHARE: f64 = 0.8;
 /// A scheduled stream is overdue when its last check is this many effective intervals old.
