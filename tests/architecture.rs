@@ -68,18 +68,47 @@ fn places_in_src() -> BTreeSet<String> {
         .collect()
 }
 
+/// Every Rust file of a row, nested folders included.
 fn rust_files(place: &str) -> Vec<PathBuf> {
     let root = Path::new("src").join(place);
     if root.is_file() {
         return vec![root];
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("folder")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
+    let mut files = Vec::new();
+    for (_, entry) in entries(&root) {
+        match entry.is_dir() {
+            true => files.extend(rust_files(&format!("{place}/{}", file_name(&entry)))),
+            false => files.push(entry),
+        }
+    }
     files.sort();
     files
+}
+
+/// The `.rs` files and subfolders of a folder, each with its node name (file stem or folder
+/// name).
+fn entries(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|p| {
+            let name = match p.is_dir() {
+                true => file_name(&p),
+                false => p.file_stem()?.to_str()?.to_string(),
+            };
+            Some((name, p))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The code of a file as the build without tests sees it: no comments, no test modules, and no
@@ -195,57 +224,88 @@ fn each_row_imports_only_rows_above_it() {
 #[test]
 fn no_files_of_one_folder_import_each_other_round_a_circle() {
     for row in table() {
-        let files = rust_files(&row.place);
-        if files.len() < 2 {
-            continue;
+        let dir = Path::new("src").join(&row.place);
+        if dir.is_dir() {
+            check_folder(&dir, &module(&row.place).replace('/', "::"));
         }
-        let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).map(str::to_string);
-        let stems: BTreeSet<String> = files.iter().filter_map(|p| stem(p)).collect();
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    }
+}
+
+/// The files and subfolders of `dir` (the module `path`) form no circle, and neither do those
+/// of each subfolder. A subfolder is one node here: what any of its files imports from this
+/// folder is its edge.
+fn check_folder(dir: &Path, path: &str) {
+    let nodes = entries(dir);
+    let names: BTreeSet<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (me, entry) in &nodes {
+        let mut targets = BTreeSet::new();
+        let files = match entry.is_dir() {
+            true => rust_files(
+                entry
+                    .strip_prefix("src")
+                    .unwrap_or(entry)
+                    .to_str()
+                    .unwrap_or(""),
+            ),
+            false => vec![entry.clone()],
+        };
         for file in &files {
-            let Some(me) = stem(file) else { continue };
             let text = code(file);
-            let mut targets = BTreeSet::new();
-            let own = format!("crate::{}::", module(&row.place));
-            for seg in first_segments(&text, "super::")
-                .into_iter()
-                .chain(first_segments(&text, &own))
-            {
-                // An item of the folder's mod.rs, or a sibling file.
-                targets.insert(if stems.contains(&seg) {
-                    seg
-                } else {
-                    "mod".into()
+            // How many `super::` lead from this file's module up to `path`.
+            let depth = file
+                .strip_prefix(dir)
+                .map(|rel| match rel.file_stem().is_some_and(|s| s == "mod") {
+                    true => rel.components().count().saturating_sub(1),
+                    false => rel.components().count(),
+                })
+                .unwrap_or(1);
+            // The folder's own mod.rs reaches its files by name (below), not through `super::`.
+            let up = match depth {
+                0 => BTreeSet::new(),
+                d => first_segments(&text, &"super::".repeat(d)),
+            };
+            let own = format!("crate::{path}::");
+            for seg in up.into_iter().chain(first_segments(&text, &own)) {
+                // A sibling file or subfolder, or an item of the folder's mod.rs.
+                targets.insert(match names.contains(&seg) {
+                    true => seg,
+                    false => "mod".into(),
                 });
             }
-            if me == "mod" {
-                // The folder's front door uses its files by their module name (re-exports and
-                // declarations are not uses).
-                let uses: String = text
-                    .lines()
-                    .filter(|l| {
-                        let l = l.trim_start();
-                        !(l.starts_with("pub mod ")
-                            || l.starts_with("mod ")
-                            || l.starts_with("pub use "))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                for s in stems.iter().filter(|s| *s != "mod") {
-                    if !first_segments(&uses, &format!("{s}::")).is_empty() {
-                        targets.insert(s.clone());
-                    }
+        }
+        if me == "mod" {
+            // The folder's front door uses its files by their module name (re-exports and
+            // declarations are not uses).
+            let uses: String = code(entry)
+                .lines()
+                .filter(|l| {
+                    let l = l.trim_start();
+                    !(l.starts_with("pub mod ")
+                        || l.starts_with("mod ")
+                        || l.starts_with("pub use "))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            for s in names.iter().filter(|s| *s != "mod") {
+                if !first_segments(&uses, &format!("{s}::")).is_empty() {
+                    targets.insert(s.clone());
                 }
             }
-            targets.remove(&me);
-            edges.insert(me, targets);
         }
-        if let Some(circle) = find_circle(&edges) {
-            panic!(
-                "src/{}: files import each other round a circle: {}",
-                row.place,
-                circle.join(" -> ")
-            );
+        targets.remove(me);
+        edges.insert(me.clone(), targets);
+    }
+    if let Some(circle) = find_circle(&edges) {
+        panic!(
+            "{}: files import each other round a circle: {}",
+            dir.display(),
+            circle.join(" -> ")
+        );
+    }
+    for (name, entry) in &nodes {
+        if entry.is_dir() {
+            check_folder(entry, &format!("{path}::{name}"));
         }
     }
 }

@@ -512,7 +512,7 @@ fn check_credential_providers(objects: &[Value], d: &Value, env: &[(String, Stri
         })
         .expect("the config's ConfigMap");
     let file = text_of(&map["data"]["config.yaml"]);
-    let parsed = imagestream_operator::registry::providers::parse(&file).unwrap();
+    let parsed = imagestream_operator::registry::credentials::config::parse(&file).unwrap();
     assert_eq!(parsed[0].name, "acr-credential-provider");
     for want in [
         (

@@ -14,8 +14,8 @@ use common::{install_crypto, ProviderSetup, Registry};
 use futures::future::{BoxFuture, FutureExt};
 use imagestream_operator::api::ImportMode;
 use imagestream_operator::api::ALLOW_CREDENTIAL_PROVIDER;
+use imagestream_operator::registry::credentials::plugins::{Account, Providers, ServiceAccounts};
 use imagestream_operator::registry::credentials::Identity;
-use imagestream_operator::registry::plugins::{Account, Providers, ServiceAccounts};
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{

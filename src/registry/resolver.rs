@@ -13,13 +13,13 @@ use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use lru::LruCache;
 
+use super::credentials::plugins::Providers;
 use super::credentials::{Credential, Keyring};
 use super::error::{classify, vanished};
 use super::metrics::RegistryMetrics;
 use super::oci::{
     apply_config, parse_manifest, Parsed, MANIFEST_TYPES, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
 };
-use super::plugins::Providers;
 use super::policy::RegistryPolicy;
 use super::transport::{Endpoint, HttpError, Transport, TransportConfig};
 use super::{

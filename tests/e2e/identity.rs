@@ -164,7 +164,7 @@ fn provider_files(objects: &[Value], dir: &std::path::Path) -> (String, String) 
     std::fs::write(&config, text).unwrap();
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for p in imagestream_operator::registry::providers::parse(text).unwrap() {
+    for p in imagestream_operator::registry::credentials::config::parse(text).unwrap() {
         std::os::unix::fs::symlink(common::plugin_binary(), bin.join(&p.name)).unwrap();
     }
     (config.display().to_string(), bin.display().to_string())

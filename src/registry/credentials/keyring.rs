@@ -11,7 +11,7 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 
-use super::ImageRef;
+use super::super::ImageRef;
 use crate::api::EXCLUDE_SECRET;
 
 pub const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
-use super::credentials::{hex, Credential, Identity};
-use super::providers::{self, Pattern, ProviderConfig, TokenAttributes};
+use super::config::{self, Pattern, ProviderConfig, TokenAttributes};
+use super::keyring::{hex, Credential, Identity};
 use crate::api::{duration, untrusted};
 use crate::api::{
     ALLOW_CREDENTIAL_PROVIDER, CREDENTIAL_SERVICE_ACCOUNT, DEFAULT_CREDENTIAL_SERVICE_ACCOUNT,
@@ -93,7 +93,7 @@ impl Providers {
         timeout: Duration,
         accounts: Option<Arc<dyn ServiceAccounts>>,
     ) -> Result<Self, String> {
-        let configs = providers::load(config)?;
+        let configs = config::load(config)?;
         let mut plugins = Vec::new();
         for config in configs {
             let bin = bin_dir.join(&config.name);
@@ -743,7 +743,7 @@ mod tests {
     use super::*;
 
     fn plugin() -> Plugin {
-        let config = providers::parse(
+        let config = config::parse(
             "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: p\n  matchImages: [\"*.example.com\"]\n  defaultCacheDuration: 1h\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
         )
         .unwrap()
