@@ -45,7 +45,7 @@ pub struct Metrics {
     registry: Arc<imagestream_operator::registry::metrics::RegistryMetrics>,
     pub import: imagestream_operator::import::metrics::ImportMetrics,
     pub schedule: imagestream_operator::schedule::EffectiveIntervals,
-    pub triggers: Arc<imagestream_operator::triggers::controller::TriggerMetrics>,
+    pub triggers: Arc<imagestream_operator::triggers::metrics::TriggerMetrics>,
     admission: Arc<imagestream_operator::admission::server::AdmissionMetrics>,
     notify: imagestream_operator::notify::NotifyMetrics,
     pub leader: imagestream_operator::ops::metrics::LeaderMetrics,
@@ -57,7 +57,7 @@ impl Metrics {
         // A push's wait ends in the import controller and in the triggers; the receiver exports
         // both histograms.
         m.import.push_to_import = m.notify.push_to_import.clone();
-        m.triggers = Arc::new(imagestream_operator::triggers::controller::TriggerMetrics {
+        m.triggers = Arc::new(imagestream_operator::triggers::metrics::TriggerMetrics {
             push_to_rollout: m.notify.push_to_rollout.clone(),
             ..Default::default()
         });
@@ -295,7 +295,7 @@ mod tests {
         m.import.record(&Err(missing), 0.1);
         m.triggers
             .failures
-            .get_or_create(&imagestream_operator::triggers::controller::FailureLabels {
+            .get_or_create(&imagestream_operator::triggers::metrics::FailureLabels {
                 reason: imagestream_operator::api::reason::INVALID_TRIGGER,
             })
             .inc();

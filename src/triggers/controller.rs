@@ -6,29 +6,27 @@
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, GetParams, Patch, PatchParams, PostParams};
-use kube::core::{DynamicObject, PartialObjectMeta};
+use kube::api::{Api, GetParams, Patch, PatchParams};
+use kube::core::DynamicObject;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Reporter};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use tracing::{info, warn};
 
+use super::access::{AccessReviews, DENIED_TTL};
 use super::annotation::{parse, Trigger};
 use super::index::{TriggerIndex, WorkloadKey};
+use super::metrics::FailureLabels;
+pub use super::metrics::TriggerMetrics;
+pub use super::watch::Meta;
+use super::watch::{self, evaluation_inputs};
 use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
@@ -37,62 +35,6 @@ use crate::api::scope::Scope;
 use crate::api::{action, field_manager, reason, ImageStream, TRIGGERS};
 use crate::ops::backoff::backoff;
 use crate::ops::events::EventRecorder;
-
-/// How long a SubjectAccessReview answer is trusted: no longer than the API server's own webhook
-/// authorizer caches answers (5 min allowed, 30 s denied). Denied workloads are evaluated again
-/// when their denial expires, so a RoleBinding granted after a `TriggerForbidden` takes effect
-/// within 30 s with nothing else touched (25 s plus one evaluation).
-const ALLOWED_TTL: Duration = Duration::from_secs(300);
-pub const DENIED_TTL: Duration = Duration::from_secs(25);
-
-/// A trigger failure's label: one of the `reason` constants, so the series stay few.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FailureLabels {
-    pub reason: &'static str,
-}
-
-pub struct TriggerMetrics {
-    pub fires: Counter,
-    /// Failures by Event reason (InvalidTrigger, TriggerForbidden, TriggerFailed, …).
-    pub failures: Family<FailureLabels, Counter>,
-    /// From a tag's new image being recorded to the workload patch that rolls it out.
-    pub tag_to_patch_latency: Histogram,
-    /// From a push notification to the workload patch. The notification receiver exports it;
-    /// `main` hands the same histogram to both.
-    pub push_to_rollout: Histogram,
-}
-
-impl Default for TriggerMetrics {
-    fn default() -> Self {
-        Self {
-            fires: Counter::default(),
-            failures: Family::default(),
-            tag_to_patch_latency: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
-            push_to_rollout: Histogram::new(exponential_buckets(0.005, 2.0, 16)),
-        }
-    }
-}
-
-impl TriggerMetrics {
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "trigger_fires",
-            "Workload image fields set by triggers",
-            self.fires.clone(),
-        );
-        registry.register(
-            "trigger_failures",
-            "Triggers that could not fire, by reason",
-            self.failures.clone(),
-        );
-        registry.register_with_unit(
-            "tag_to_patch_latency",
-            "From a tag's new image being recorded to the workload patch",
-            prometheus_client::registry::Unit::Seconds,
-            self.tag_to_patch_latency.clone(),
-        );
-    }
-}
 
 /// How the trigger controllers run.
 #[derive(Clone, Default)]
@@ -109,9 +51,6 @@ pub struct TriggerSettings {
     /// (`--trigger-excluded-namespaces`, kube-system by default).
     pub excluded: Arc<[String]>,
 }
-
-/// (workload namespace, service account, source namespace, stream).
-type AccessKey = (String, String, String, String);
 
 /// What one evaluation of a workload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +70,7 @@ pub struct TriggerContext {
     pub metrics: Arc<TriggerMetrics>,
     /// Namespaces whose workloads are dropped at the watch, as if they had no annotation.
     pub excluded: Arc<[String]>,
-    access: Mutex<HashMap<AccessKey, (bool, Instant)>>,
+    access: AccessReviews,
     /// The last warning per workload and reason, so a standing problem is reported once.
     told: Mutex<HashMap<(WorkloadKey, &'static str), String>>,
     /// Workloads with a cross-namespace trigger the last evaluation found forbidden: they are
@@ -157,7 +96,7 @@ impl TriggerContext {
             index: Mutex::default(),
             metrics: Arc::default(),
             excluded: Arc::new([]),
-            access: Mutex::default(),
+            access: AccessReviews::default(),
             told: Mutex::default(),
             denied: Mutex::default(),
             failures: Mutex::default(),
@@ -168,11 +107,7 @@ impl TriggerContext {
     /// Whether this watch event only shows the generation our own last patch produced: the
     /// object is then exactly what the evaluation that wrote it decided.
     pub fn is_own_echo(&self, kind: Kind, meta: &Meta) -> bool {
-        let key = WorkloadKey {
-            kind,
-            namespace: meta.metadata.namespace.clone().unwrap_or_default(),
-            name: meta.metadata.name.clone().unwrap_or_default(),
-        };
+        let key = WorkloadKey::of(kind, &meta.metadata);
         let mut echoes = self.echoes.lock();
         match (echoes.get(&key), meta.metadata.generation) {
             (Some(own), Some(seen)) if *own == seen => {
@@ -223,11 +158,7 @@ impl TriggerContext {
     /// Records (or forgets) a workload in the fan-out index; its key when it carries triggers
     /// and no controller owns it.
     pub fn observe(&self, kind: Kind, meta: &ObjectMeta) -> Option<WorkloadKey> {
-        let key = WorkloadKey {
-            kind,
-            namespace: meta.namespace.clone().unwrap_or_default(),
-            name: meta.name.clone().unwrap_or_default(),
-        };
+        let key = WorkloadKey::of(kind, meta);
         // An excluded namespace's workloads are treated as not annotated: never indexed, never
         // fetched, never patched.
         let ignored = owned_by_controller(meta.owner_references.as_deref().unwrap_or_default())
@@ -248,9 +179,11 @@ impl TriggerContext {
         Some(key)
     }
 
+    /// A workload gone (or no longer annotated): nothing about it stays.
     pub fn forget(&self, key: &WorkloadKey) {
         self.index.lock().remove(key);
         self.echoes.lock().remove(key);
+        self.failures.lock().remove(key);
         self.all_clear(key);
         self.note_denied(key, false);
     }
@@ -302,51 +235,6 @@ impl TriggerContext {
         if let Err(e) = self.recorder.publish(&event, &reference).await {
             warn!(error = %e, "could not publish event");
         }
-    }
-
-    /// Whether the workload's service account may read the source stream (cached).
-    async fn may_read(
-        &self,
-        key: &WorkloadKey,
-        sa: &str,
-        namespace: &str,
-        stream: &str,
-    ) -> Result<bool, kube::Error> {
-        let id = (
-            key.namespace.clone(),
-            sa.to_string(),
-            namespace.to_string(),
-            stream.to_string(),
-        );
-        if let Some((allowed, at)) = self.access.lock().get(&id) {
-            if at.elapsed() < if *allowed { ALLOWED_TTL } else { DENIED_TTL } {
-                return Ok(*allowed);
-            }
-        }
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(format!("system:serviceaccount:{}:{sa}", key.namespace)),
-                groups: Some(vec![
-                    "system:serviceaccounts".into(),
-                    format!("system:serviceaccounts:{}", key.namespace),
-                ]),
-                resource_attributes: Some(ResourceAttributes {
-                    namespace: Some(namespace.into()),
-                    verb: Some("get".into()),
-                    group: Some("image.openshift.io".into()),
-                    resource: Some("imagestreams".into()),
-                    name: Some(stream.into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
-        let answer = api.create(&PostParams::default(), &review).await?;
-        let allowed = answer.status.is_some_and(|s| s.allowed);
-        self.access.lock().insert(id, (allowed, Instant::now()));
-        Ok(allowed)
     }
 
     /// The stream a trigger follows (its own namespace unless the trigger names another).
@@ -441,7 +329,10 @@ async fn cross_namespace_access(
             allowed.push(true);
             continue;
         }
-        let ok = ctx.may_read(key, &sa, ns, &t.stream).await?;
+        let ok = ctx
+            .access
+            .may_read(&ctx.client, &key.namespace, &sa, ns, &t.stream)
+            .await?;
         if !ok {
             let note = format!(
                 "trigger {i}: service account {}/{sa} may not get imagestreams/{} in namespace {ns}; grant it read access there or copy the tag into this namespace",
@@ -545,8 +436,6 @@ pub enum Error {
     #[error("kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
 }
-
-pub type Meta = PartialObjectMeta<DynamicObject>;
 
 /// Run the controller on a stream cache of its own (tests, standalone use); the operator shares
 /// one cache through [`run_shared`].
@@ -684,7 +573,10 @@ async fn kind_controller(
     // Metadata only: the annotation is all the watch needs.
     let events = scope
         .watch(api, watcher::Config::default(), reader.clone())
-        .map_ok(move |event| admit.admit(kind, event))
+        .map_ok(move |event| {
+            let gone = |m: &ObjectMeta| admit.forget(&WorkloadKey::of(kind, m));
+            watch::admit(event, |m| admit.observe(kind, m).is_some(), gone)
+        })
         .inspect(move |e| match e {
             Ok(watcher::Event::InitDone) => ready(),
             Err(error) => warn!(kind = kind.name(), %error, "workload watch failed; retrying"),
@@ -709,72 +601,6 @@ async fn kind_controller(
         .await;
 }
 
-/// What a metadata change must differ in to be worth evaluating.
-fn evaluation_inputs(meta: &Meta) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    match meta.metadata.generation {
-        Some(g) => g.hash(&mut h),
-        // Pods have no generation: any change may be to an image.
-        None => meta.metadata.resource_version.hash(&mut h),
-    }
-    meta.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(TRIGGERS))
-        .hash(&mut h);
-    Some(h.finish())
-}
-
-impl TriggerContext {
-    /// Keeps only annotated, unowned workloads, slimmed to what evaluation needs; everything else
-    /// becomes a deletion, so it leaves (or never enters) the store and the index.
-    fn admit(&self, kind: Kind, event: watcher::Event<Meta>) -> watcher::Event<Meta> {
-        match event {
-            watcher::Event::Apply(m) => self.keep(kind, m, watcher::Event::Apply),
-            watcher::Event::InitApply(m) => self.keep(kind, m, watcher::Event::InitApply),
-            watcher::Event::Delete(m) => {
-                self.forget(&WorkloadKey {
-                    kind,
-                    namespace: m.metadata.namespace.clone().unwrap_or_default(),
-                    name: m.metadata.name.clone().unwrap_or_default(),
-                });
-                watcher::Event::Delete(m)
-            }
-            other => other,
-        }
-    }
-
-    fn keep(
-        &self,
-        kind: Kind,
-        mut m: Meta,
-        applied: fn(Meta) -> watcher::Event<Meta>,
-    ) -> watcher::Event<Meta> {
-        if self.observe(kind, &m.metadata).is_none() {
-            return watcher::Event::Delete(slim(m));
-        }
-        m.metadata.managed_fields = None;
-        m.metadata.labels = None;
-        if let Some(a) = m.metadata.annotations.as_mut() {
-            a.retain(|k, _| k == TRIGGERS);
-        }
-        applied(m)
-    }
-}
-
-/// An object's identity only (what a deletion from the store needs).
-fn slim(m: Meta) -> Meta {
-    let mut metadata = ObjectMeta::default();
-    metadata.name = m.metadata.name;
-    metadata.namespace = m.metadata.namespace;
-    PartialObjectMeta {
-        types: m.types,
-        metadata,
-        _phantom: Default::default(),
-    }
-}
-
 const CONFLICT_RETRIES: usize = 5;
 
 /// Fetch the annotated workload and evaluate it.
@@ -783,18 +609,14 @@ pub async fn reconcile_meta(
     meta: Arc<Meta>,
     ctx: Arc<TriggerContext>,
 ) -> Result<Action, Error> {
-    let key = WorkloadKey {
-        kind,
-        namespace: meta.metadata.namespace.clone().unwrap_or_default(),
-        name: meta.metadata.name.clone().unwrap_or_default(),
-    };
+    let key = WorkloadKey::of(kind, &meta.metadata);
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &key.namespace, &kind.api_resource());
-    // A conflict is usually the workload's own controller writing its status between our read
-    // and our patch; that is no spec change the watch would report, so read it again here.
     if ctx.nothing_to_fire(&key, &meta) {
         return Ok(Action::await_change());
     }
+    // A conflict is usually the workload's own controller writing its status between our read
+    // and our patch; that is no spec change the watch would report, so read it again here.
     let mut fired = Fired::Conflict;
     for attempt in 0..CONFLICT_RETRIES {
         // The first read may come from the API server's watch cache (no etcd read): it is at
@@ -826,11 +648,7 @@ pub async fn reconcile_meta(
 
 /// Per-workload exponential backoff: 10 s doubling to 5 minutes.
 fn error_policy(kind: Kind, meta: Arc<Meta>, error: &Error, ctx: Arc<TriggerContext>) -> Action {
-    let key = WorkloadKey {
-        kind,
-        namespace: meta.metadata.namespace.clone().unwrap_or_default(),
-        name: meta.metadata.name.clone().unwrap_or_default(),
-    };
+    let key = WorkloadKey::of(kind, &meta.metadata);
     let attempts = {
         let mut failures = ctx.failures.lock();
         let n = failures.entry(key.clone()).or_insert(0);

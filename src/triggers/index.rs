@@ -13,6 +13,20 @@ pub struct WorkloadKey {
     pub name: String,
 }
 
+impl WorkloadKey {
+    /// The key of a workload of `kind` with this metadata.
+    pub fn of(
+        kind: Kind,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Self {
+        Self {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
 impl std::fmt::Display for WorkloadKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{} {}", self.kind.name(), self.name, self.namespace)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use imagestream_operator::triggers::controller::DENIED_TTL;
+use imagestream_operator::triggers::access::DENIED_TTL;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 
