@@ -59,6 +59,20 @@ impl ApiServer {
         })
     }
 
+    /// The API server to stop, or None after saying why `drill` is skipped (outside CI only:
+    /// in CI a drill that cannot run fails).
+    fn or_skip(drill: &str) -> Option<Self> {
+        match Self::find() {
+            Ok(a) => Some(a),
+            Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
+            Err(why) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIP {drill}: {why}");
+                None
+            }
+        }
+    }
+
     /// SIGTERM, and SIGKILL if it has not exited after 10 s (its graceful shutdown waits for
     /// long-running requests, and a drill needs it gone, not tidy).
     fn stop(&mut self) {
@@ -131,14 +145,8 @@ async fn api_server_outage_during_a_push_loses_nothing() {
     if !enabled() {
         return;
     }
-    let mut apiserver = match ApiServer::find() {
-        Ok(a) => a,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
-        Err(why) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP the API server drill: {why}");
-            return;
-        }
+    let Some(mut apiserver) = ApiServer::or_skip("the API server drill") else {
+        return;
     };
     common::install_crypto();
     let Some(reg) = common::Registry::start(None).await else {
@@ -521,14 +529,8 @@ async fn streams_deleted_during_a_watch_gap_are_forgotten_at_the_relist() {
     if !enabled() {
         return;
     }
-    let mut apiserver = match ApiServer::find() {
-        Ok(a) => a,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("{why}"),
-        Err(why) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIP the relist drill: {why}");
-            return;
-        }
+    let Some(mut apiserver) = ApiServer::or_skip("the relist drill") else {
+        return;
     };
     common::install_crypto();
     let Some(reg) = common::Registry::start(None).await else {
