@@ -13,9 +13,8 @@ use imagestream_operator::import::controller::Settings;
 use imagestream_operator::notify::NotifyConfig;
 use imagestream_operator::ops::logging::LogFormat;
 use imagestream_operator::registry::budget::Budget;
-use imagestream_operator::registry::credentials::plugins::{
-    KubeServiceAccounts, Providers, ServiceAccounts,
-};
+use imagestream_operator::registry::credentials::accounts::{KubeServiceAccounts, ServiceAccounts};
+use imagestream_operator::registry::credentials::plugins::Providers;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::ResolverConfig;
 use imagestream_operator::schedule::Scheduler;

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use imagestream_operator::api::{ImageStream, CREDENTIAL_SERVICE_ACCOUNT};
 use imagestream_operator::import::controller::{self, Settings};
-use imagestream_operator::registry::credentials::plugins::{
-    KubeServiceAccounts, Providers, ServiceAccounts,
-};
+use imagestream_operator::registry::credentials::accounts::{KubeServiceAccounts, ServiceAccounts};
+use imagestream_operator::registry::credentials::plugins::Providers;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::schedule::Scheduler;

@@ -1,6 +1,7 @@
 //! Where registry credentials come from, in the kubelet's order: the namespace's pull secrets
 //! (`keyring.rs`), then the administrator's credential provider plugins (`config.rs` reads the
-//! kubelet's `CredentialProviderConfig`, pure; `plugins.rs` runs them), then anonymous. These
+//! kubelet's `CredentialProviderConfig`, pure; `plugins.rs` runs them, `accounts.rs` reads the
+//! ServiceAccounts and mints the tokens of token mode), then anonymous. These
 //! are the registry files that touch the Kubernetes API's types (Secret, ServiceAccount,
 //! TokenRequest); the wire files need only `Credential`, `Keyring` and `Providers`.
 //!
@@ -18,6 +19,7 @@
 //! The keyring follows the kubelet's `credentialprovider.URLsMatch` for secrets and OpenShift's
 //! Docker Hub aliases; `matchImages` follows the kubelet's `URLsMatchStr` for providers.
 
+pub mod accounts;
 pub mod config;
 pub mod keyring;
 pub mod plugins;
