@@ -1,6 +1,6 @@
-//! The one shape of the indexes kept beside the stream watch (which streams copy from which,
-//! which spec tags a push notification concerns): told of every object applied and deleted, in
-//! the order the watch saw them. A relist reaches an index as the same two calls (the watch
+//! The one shape of the indexes kept beside a watch (which streams copy from which, which
+//! streams each namespace holds, which spec tags a push notification concerns, which workloads
+//! follow a tag): told of every object applied and deleted, in the order the watch saw them. A relist reaches an index as the same two calls (the watch
 //! turns it into upserts and deletions, see [`super::scope`]), so an index never needs to know
 //! about relists, and never keeps an object the cluster no longer has.
 

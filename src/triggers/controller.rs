@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use super::access::{AccessReviews, DENIED_TTL};
 use super::annotation::{parse, Trigger};
-use super::index::{TriggerIndex, WorkloadKey};
+use super::index::{Followed, TriggerIndex, WorkloadKey};
 use super::metrics::FailureLabels;
 pub use super::metrics::TriggerMetrics;
 pub use super::watch::Meta;
@@ -31,6 +31,7 @@ use super::workload::{
     owned_by_controller, patch_body, plan, service_account, ImageUpdate, Kind, Skip,
 };
 use crate::api::cache::{StreamCache, StreamEvent};
+use crate::api::index::Index;
 use crate::api::scope::Scope;
 use crate::api::{action, field_manager, reason, ImageStream, TRIGGERS};
 use crate::ops::backoff::backoff;
@@ -175,7 +176,11 @@ impl TriggerContext {
         let tags = parse(annotation, kind)
             .map(|ts| ts.iter().map(|t| t.tag_key(&key.namespace)).collect())
             .unwrap_or_default();
-        self.index.lock().upsert(key.clone(), tags);
+        let followed = Followed {
+            key: key.clone(),
+            tags,
+        };
+        self.index.lock().apply(&followed);
         Some(key)
     }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::kind::Kind;
+use crate::api::index::Index;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkloadKey {
@@ -33,25 +34,40 @@ impl std::fmt::Display for WorkloadKey {
     }
 }
 
+/// What the index keeps of an annotated workload: its key and the `namespace/stream:tag`s it
+/// follows.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub key: WorkloadKey,
+    pub tags: Vec<String>,
+}
+
 #[derive(Default)]
 pub struct TriggerIndex {
     by_tag: HashMap<String, BTreeSet<WorkloadKey>>,
     workloads: HashMap<WorkloadKey, Vec<String>>,
 }
 
-impl TriggerIndex {
+impl Index<Followed> for TriggerIndex {
     /// Records an annotated workload and the tags it follows (replacing what it followed before).
-    pub fn upsert(&mut self, key: WorkloadKey, tags: Vec<String>) {
-        self.remove(&key);
-        for t in &tags {
+    fn apply(&mut self, w: &Followed) {
+        self.remove(&w.key);
+        for t in &w.tags {
             self.by_tag
                 .entry(t.clone())
                 .or_default()
-                .insert(key.clone());
+                .insert(w.key.clone());
         }
-        self.workloads.insert(key, tags);
+        self.workloads.insert(w.key.clone(), w.tags.clone());
     }
 
+    /// Forgets the workload, whatever it followed.
+    fn delete(&mut self, w: &Followed) {
+        self.remove(&w.key);
+    }
+}
+
+impl TriggerIndex {
     pub fn remove(&mut self, key: &WorkloadKey) {
         if let Some(tags) = self.workloads.remove(key) {
             for t in tags {
@@ -94,14 +110,18 @@ mod tests {
     }
 
     #[test]
-    fn upsert_replaces_and_remove_cleans_up() {
+    fn an_apply_replaces_and_a_delete_cleans_up() {
+        let follows = |name: &str, tags: &[&str]| Followed {
+            key: key(name),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        };
         let mut idx = TriggerIndex::default();
-        idx.upsert(key("a"), vec!["ns/s:1".into(), "ns/s:2".into()]);
-        idx.upsert(key("b"), vec!["ns/s:1".into()]);
+        idx.apply(&follows("a", &["ns/s:1", "ns/s:2"]));
+        idx.apply(&follows("b", &["ns/s:1"]));
         assert_eq!(idx.dependents("ns/s:1"), vec![key("a"), key("b")]);
-        idx.upsert(key("a"), vec!["ns/s:2".into()]);
+        idx.apply(&follows("a", &["ns/s:2"]));
         assert_eq!(idx.dependents("ns/s:1"), vec![key("b")]);
-        idx.remove(&key("a"));
+        idx.delete(&follows("a", &[]));
         idx.remove(&key("b"));
         assert!(idx.is_empty());
         assert!(idx.by_tag.is_empty());
