@@ -382,13 +382,19 @@ async fn a_conflict_on_every_first_status_write_converges_without_a_hot_loop() {
 
 /// One stream whose status the API server refuses must not hold back anyone else's schedule.
 /// Its spec nearly fills an object (220 tags carrying 6,000 bytes of annotations each), and each
-/// tag names an image of its own with 1.5 KiB of config: the status fits the operator's budget,
-/// but spec and status together are over what etcd stores, so the status write is refused for
-/// its size. Beside it, with the operator binary at a 5 s interval and its default registry
-/// budget, a scheduled stream imports, a new digest is pushed for its tag, and the scheduled
-/// re-check must pick it up within a few intervals. Before the fix it did not within six: the
-/// stored status says the big stream's tags were never imported, so every check imported all
-/// 220 afresh and took the registry's budget.
+/// tag names an image of its own with 8 KiB of config (the recipe: together more than
+/// the registry client's 1 MiB content cache holds). The status fits the operator's budget once
+/// trimmed, but spec and status together are over what etcd stores, so the status write is
+/// refused for its size. Beside it, with the operator binary at a 5 s interval and its default
+/// registry budget, a scheduled stream imports, a new digest is pushed for its tag, and the
+/// scheduled re-check must pick it up within a few intervals.
+///
+/// Before the fix it did not: the stored status says the big stream's tags were never imported,
+/// so every check of it imported all 220 afresh (HEAD, manifest GET and config GET each, since
+/// the cache cannot hold 220 configs of 8 KiB), 660 requests at the registry's 20 per second,
+/// and the small stream's one HEAD waited behind them. Now the refused status is what the next
+/// check starts from: the big stream costs one HEAD per tag per check and no GET at all, which
+/// the registry's own log shows.
 #[tokio::test]
 async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
     if !enabled() {
@@ -397,16 +403,17 @@ async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
     const INTERVAL: Duration = Duration::from_secs(5);
     const TAGS: usize = 220;
     common::install_crypto();
-    let Some(reg) = common::Registry::start(None).await else {
+    let registry_log = tempfile::NamedTempFile::new().unwrap();
+    let Some(reg) = common::Registry::start_logged(registry_log.path()).await else {
         return;
     };
     let (client, ns, _cleanup) = cluster("is-e2e-unstorable").await;
     let streams: Api<ImageStream> = Api::namespaced(client.clone(), &ns);
-    let variants: Vec<(String, String)> = (0..TAGS)
-        .map(|i| (format!("t{i}"), format!("m{i}")))
-        .collect();
-    reg.push_variants_of("big/app", &"e".repeat(1536), &variants)
-        .await;
+    let config = "m".repeat(8 * 1024);
+    for i in 0..TAGS {
+        reg.push_image("big/app", &format!("t{i}"), &format!("{i}{config}"), true)
+            .await;
+    }
     let filler = "x".repeat(6000);
     let tags: Vec<Value> = (0..TAGS)
         .map(|i| {
@@ -449,6 +456,7 @@ async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
         too_large,
     )
     .await;
+    let gets_after_refusal = big_gets(registry_log.path());
 
     let first = reg.push_image("small/app", "latest", "one", false).await;
     fixtures::stream(
@@ -496,10 +504,25 @@ async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
         "unstorable stream ({TAGS} tags) beside a {INTERVAL:?} schedule: the push was picked up {picked:.1?} after it; {reports} StatusTooLarge Event(s)"
     );
     assert_eq!(reports, 1, "one Warning for one refused status");
+    assert_eq!(
+        big_gets(registry_log.path()),
+        gets_after_refusal,
+        "the refused stream's checks are one HEAD per tag: no manifest or config GET"
+    );
     assert!(
         stored.status.is_none_or(|s| s.tags.is_empty()),
         "the refused status was never stored"
     );
+}
+
+/// GETs of the big stream's repository the registry has served, from its log.
+fn big_gets(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("response completed") && l.contains("http.request.method=GET"))
+        .filter(|l| l.contains("/v2/big/app/"))
+        .count()
 }
 
 /// ImageStream LISTs the (restarted) API server has answered: a watch that resumes without
