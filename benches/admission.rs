@@ -12,14 +12,13 @@ use kube::runtime::{reflector, watcher};
 use serde_json::json;
 
 fn stream(i: usize) -> ImageStream {
-    serde_json::from_value(json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": format!("app{i}"), "namespace": "bench"},
-        "spec": {"lookupPolicy": {"local": i.is_multiple_of(2)}},
-        "status": {"dockerImageRepository": "", "tags": [{"tag": "v1", "items": [
-            {"created": "2026-01-01T00:00:00Z", "dockerImageReference": format!("quay.io/x/app{i}@sha256:abc"), "image": "sha256:abc", "generation": 1}]}]}
-    }))
-    .expect("stream")
+    let s = ImageStream::test(&format!("app{i}"))
+        .in_namespace("bench")
+        .imported("v1", &format!("quay.io/x/app{i}@sha256:abc"));
+    match i.is_multiple_of(2) {
+        true => s.local_lookup(),
+        false => s,
+    }
 }
 
 fn request(i: usize) -> AdmissionReview<DynamicObject> {

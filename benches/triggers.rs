@@ -20,14 +20,10 @@ const WORKLOADS: usize = 1000;
 const STREAMS: usize = 100;
 
 fn stream(i: usize, digest: &str) -> ImageStream {
-    serde_json::from_value(json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": format!("s{i}"), "namespace": "bench"},
-        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": format!("quay.io/x/s{i}")}}]},
-        "status": {"dockerImageRepository": "", "tags": [{"tag": "latest", "items": [
-            {"created": "2026-01-01T00:00:00Z", "dockerImageReference": format!("quay.io/x/s{i}@{digest}"), "image": digest, "generation": 1}]}]}
-    }))
-    .expect("stream")
+    ImageStream::test(&format!("s{i}"))
+        .in_namespace("bench")
+        .tag("latest", &format!("quay.io/x/s{i}"))
+        .imported("latest", &format!("quay.io/x/s{i}@{digest}"))
 }
 
 fn deployment(i: usize) -> DynamicObject {

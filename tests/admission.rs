@@ -17,18 +17,16 @@ use serde_json::{json, Value};
 
 const DIGEST: &str = "sha256:5a1e0b7d6c4f";
 
-fn stream(ns: &str, name: &str, local: bool, tags: &[&str]) -> ImageStream {
-    let items: Vec<Value> = tags
-        .iter()
-        .map(|t| json!({"tag": t, "items": [{"created": "2026-01-01T00:00:00Z", "dockerImageReference": format!("docker.io/library/{name}@{DIGEST}"), "image": DIGEST, "generation": 1}]}))
-        .collect();
-    serde_json::from_value(json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"lookupPolicy": {"local": local}},
-        "status": {"dockerImageRepository": format!("registry.internal:5000/{ns}/{name}"), "tags": items}
-    }))
-    .unwrap()
+/// A stream whose `tags` all point at one image of docker.io/library/`name`, served by the
+/// integrated registry at registry.internal:5000.
+fn imported(ns: &str, name: &str, tags: &[&str]) -> ImageStream {
+    let image = format!("docker.io/library/{name}@{DIGEST}");
+    tags.iter().fold(
+        ImageStream::test(name)
+            .in_namespace(ns)
+            .with_repository(&format!("registry.internal:5000/{ns}/{name}")),
+        |s, tag| s.imported(tag, &image),
+    )
 }
 
 fn admission(streams: Vec<ImageStream>) -> Admission {
@@ -41,9 +39,9 @@ fn admission(streams: Vec<ImageStream>) -> Admission {
 
 fn world() -> Admission {
     admission(vec![
-        stream("shop", "mysql", true, &["8", "latest"]),
-        stream("shop", "redis", false, &["7"]),
-        stream("other", "nginx", true, &["1"]),
+        imported("shop", "mysql", &["8", "latest"]).local_lookup(),
+        imported("shop", "redis", &["7"]),
+        imported("other", "nginx", &["1"]).local_lookup(),
     ])
 }
 

@@ -70,41 +70,16 @@ fn resolved() -> ResolvedImage {
     }
 }
 
-fn stream(status: Option<ImageStreamStatus>, checked: bool, scheduled: bool) -> ImageStream {
-    let mut s = ImageStream::new(
-        "python",
-        ImageStreamSpec {
-            tags: Some(vec![TagReference {
-                name: "3.5".into(),
-                from: Some(TagSource {
-                    kind: SourceKind::DockerImage,
-                    name: "centos/python-35-centos7".into(),
-                    namespace: None,
-                    api_version: None,
-                }),
-                import_policy: Some(TagImportPolicy {
-                    scheduled: Some(scheduled),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    );
-    s.metadata.namespace = Some("demo".into());
-    s.metadata.generation = Some(1);
-    s.metadata.uid = Some("uid-1".into());
-    if checked {
-        s.metadata.annotations = Some(
-            [(
-                DOCKER_REPOSITORY_CHECK.to_string(),
-                "2026-01-01T00:00:00Z".to_string(),
-            )]
-            .into(),
-        );
-    }
-    s.status = status;
-    s
+/// The stream every test starts from: `python:3.5` importing centos/python-35-centos7.
+fn python() -> ImageStream {
+    python_as("python", "uid-1")
+}
+
+/// The same spec as another stream (streams are told apart by UID).
+fn python_as(name: &str, uid: &str) -> ImageStream {
+    ImageStream::test(name)
+        .with_uid(uid)
+        .tag("3.5", "centos/python-35-centos7")
 }
 
 struct Harness {
@@ -191,7 +166,7 @@ fn imported_status() -> ImageStreamStatus {
     });
     let mut status: ImageStreamStatus = serde_json::from_value(json).unwrap();
     // The fingerprint the controller recorded on the first import.
-    let s = stream(None, true, false);
+    let s = python().checked();
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
         &s,
         &s.spec_tags()[0],
@@ -203,9 +178,12 @@ fn imported_status() -> ImageStreamStatus {
 async fn new_stream_gets_the_check_annotation_then_one_status_write_and_an_event() {
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let (requests, resolver) = run(h, stream(None, false, false), 3).await;
+    let (requests, resolver) = run(h, python(), 3).await;
+    let [annotation, status, event] = requests.as_slice() else {
+        panic!("expected the annotation, the status and an Event: {requests:?}");
+    };
 
-    let (m, uri, body) = &requests[1];
+    let (m, uri, body) = status;
     assert_eq!(m, Method::PATCH);
     assert_eq!(uri, "/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?&force=true&fieldManager=imagestream-operator");
     assert_eq!(body["apiVersion"], "image.openshift.io/v1");
@@ -221,7 +199,7 @@ async fn new_stream_gets_the_check_annotation_then_one_status_write_and_an_event
     assert!(body["status"]["tags"][0].get("conditions").is_none());
 
     // On a stream without status the annotation goes first: half the API server's work.
-    let (m, uri, body) = &requests[0];
+    let (m, uri, body) = annotation;
     assert_eq!(
         (m, uri.as_str()),
         (
@@ -234,7 +212,7 @@ async fn new_stream_gets_the_check_annotation_then_one_status_write_and_an_event
         .unwrap()
         .ends_with('Z'));
 
-    let (m, uri, body) = &requests[2];
+    let (m, uri, body) = event;
     assert_eq!(
         (m, uri.as_str()),
         (
@@ -258,7 +236,7 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
         .scheduler
         .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
     let mut status = imported_status();
-    let s = stream(None, true, true);
+    let s = python().scheduled().checked();
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
         &s,
         &s.spec_tags()[0],
@@ -267,7 +245,7 @@ async fn unchanged_scheduled_re_check_asks_the_registry_and_writes_nothing() {
         image: DIGEST.into(),
         ..Default::default()
     }];
-    let (requests, resolver) = run(h, stream(Some(status), true, true), 0).await;
+    let (requests, resolver) = run(h, python().scheduled().checked().with_status(status), 0).await;
     assert!(requests.is_empty());
     assert_eq!(
         resolver.asked.lock().unwrap().len(),
@@ -296,13 +274,13 @@ async fn due_and_notified_at(at_ms: i64) -> Vec<String> {
     h.ctx
         .scheduler
         .mark_checked("uid-1", Instant::now() - Duration::from_secs(120));
-    let s = stream(None, true, true);
+    let s = python().scheduled().checked();
     let mut status = imported_status();
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
         &s,
         &s.spec_tags()[0],
     ));
-    let mut notified = stream(Some(status), true, true);
+    let mut notified = python().scheduled().checked().with_status(status);
     let note = json!({"source": "harbor", "at_ms": at_ms, "tags": ["3.5"]});
     notified
         .metadata
@@ -347,11 +325,16 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     };
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Err(not_found.clone()));
-    let mut s = stream(Some(imported_status()), true, true);
-    s.spec.tags.as_mut().unwrap()[0].generation = Some(2);
-    s.metadata.generation = Some(2);
+    let mut s = python()
+        .scheduled()
+        .checked()
+        .with_status(imported_status());
+    s = s.at_generation(2).last_tag(|t| t.generation = Some(2));
     let (requests, _) = run(h, s.clone(), 3).await;
-    let (m, uri, body) = &requests[0];
+    let [status, annotation, event] = requests.as_slice() else {
+        panic!("expected the status, the annotation and an Event: {requests:?}");
+    };
+    let (m, uri, body) = status;
     assert_eq!(m, Method::PATCH);
     assert!(
         uri.starts_with("/apis/image.openshift.io/v1/namespaces/demo/imagestreams/python/status?")
@@ -368,15 +351,15 @@ async fn failed_import_writes_one_condition_and_an_identical_failure_writes_noth
     assert_eq!(conditions[0]["reason"], "NotFound");
     assert_eq!(conditions[0]["generation"], 2);
     assert_eq!(
-        requests[1].0,
+        annotation.0,
         Method::PATCH,
         "status changed, so the check annotation is refreshed"
     );
-    assert_eq!(requests[2].2["reason"], "ImportFailed");
-    assert_eq!(requests[2].2["type"], "Warning");
+    assert_eq!(event.2["reason"], "ImportFailed");
+    assert_eq!(event.2["type"], "Warning");
 
     // The stream as the API server now holds it; a scheduled check fails identically.
-    s.status = Some(serde_json::from_value(requests[0].2["status"].clone()).unwrap());
+    s.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Err(not_found));
     h.ctx
@@ -401,10 +384,8 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
     let mut moved = imported_status();
     moved.tags[0].items[0].image = "sha256:0bad".into();
-    let mut first = stream(Some(moved), false, false);
-    first.metadata.resource_version = Some("6".into());
-    let mut between = stream(Some(imported_status()), false, false);
-    between.metadata.resource_version = Some("7".into());
+    let first = python().with_status(moved).at_version("6");
+    let between = python().with_status(imported_status()).at_version("7");
     let between_json = serde_json::to_value(&between).unwrap();
 
     let task = tokio::spawn(reconcile(Arc::new(first), ctx.clone()));
@@ -437,8 +418,7 @@ async fn the_version_between_our_two_writes_does_not_re_import() {
     assert_eq!(resolver.asked.lock().unwrap().len(), 1, "no re-import");
 
     // A user removing the annotation later (a new version) is honoured.
-    let mut removed = between;
-    removed.metadata.resource_version = Some("9".into());
+    let removed = between.at_version("9");
     let removed_json = serde_json::to_value(&removed).unwrap();
     let task = tokio::spawn(reconcile(Arc::new(removed), ctx));
     expect(&mut handle, &removed_json, |m, u, _| {
@@ -467,16 +447,17 @@ async fn the_version_between_the_annotation_and_the_first_status_does_not_re_imp
         mut handle,
     } = harness();
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let mut annotated = stream(None, true, false);
-    annotated.metadata.resource_version = Some("7".into());
-    let mut written = stream(Some(imported_status()), true, false);
-    written.metadata.resource_version = Some("8".into());
+    let annotated = python().checked().at_version("7");
+    let written = python()
+        .checked()
+        .with_status(imported_status())
+        .at_version("8");
     let (annotated_json, written_json) = (
         serde_json::to_value(&annotated).unwrap(),
         serde_json::to_value(&written).unwrap(),
     );
 
-    let task = tokio::spawn(reconcile(Arc::new(stream(None, false, false)), ctx.clone()));
+    let task = tokio::spawn(reconcile(Arc::new(python()), ctx.clone()));
     expect(&mut handle, &annotated_json, |_, u, _| {
         assert!(!u.contains("/status?"))
     })
@@ -502,7 +483,7 @@ async fn the_version_between_the_annotation_and_the_first_status_does_not_re_imp
 
     // Again from a new stream, but the status write fails: the annotated version is then the
     // stream as it is, and its reconcile imports and writes both again.
-    let task = tokio::spawn(reconcile(Arc::new(stream(None, false, false)), ctx.clone()));
+    let task = tokio::spawn(reconcile(Arc::new(python()), ctx.clone()));
     expect(&mut handle, &annotated_json, |_, u, _| {
         assert!(!u.contains("/status?"))
     })
@@ -543,26 +524,22 @@ async fn the_version_between_the_annotation_and_the_first_status_does_not_re_imp
 #[tokio::test]
 async fn scheduled_re_checks_wait_while_another_stream_awaits_its_first_import() {
     use imagestream_operator::api::cache::StreamEvent;
-    let mut fresh = stream(None, false, true);
-    fresh.metadata.name = Some("fresh".into());
-    // Streams are told apart by UID: `fresh` is another stream than the due one.
-    fresh.metadata.uid = Some("uid-2".into());
-    let mut done = fresh.clone();
-    done.metadata.annotations = stream(None, true, true).metadata.annotations;
+    let fresh = python_as("fresh", "uid-2").scheduled();
+    let done = fresh.clone().checked();
     let mut st = imported_status();
     st.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
         &done,
         &done.spec_tags()[0],
     ));
-    done.status = Some(st);
+    let done = done.with_status(st);
     let due = || {
         let mut status = imported_status();
-        let s = stream(None, true, true);
+        let s = python().scheduled().checked();
         status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
             &s,
             &s.spec_tags()[0],
         ));
-        stream(Some(status), true, true)
+        python().scheduled().checked().with_status(status)
     };
     for (others, asked) in [(vec![fresh.clone()], 0), (vec![fresh, done], 1)] {
         let h = harness();
@@ -615,20 +592,14 @@ async fn a_relist_without_a_stream_awaiting_its_first_import_lets_scheduled_chec
             let _ = seen_tx.unbounded_send(s.name_any());
         }
     });
-    let named = |name: &str, uid: &str, s: ImageStream| {
-        let mut s = s;
-        s.metadata.name = Some(name.into());
-        s.metadata.uid = Some(uid.into());
-        s
-    };
-    let fresh = named("fresh", "uid-2", stream(None, false, true));
+    let fresh = python_as("fresh", "uid-2").scheduled();
     let mut status = imported_status();
-    let checked = stream(None, true, true);
+    let checked = python().scheduled().checked();
     status.tags[0].observed_spec = Some(imagestream_operator::import::spec::fingerprint(
         &checked,
         &checked.spec_tags()[0],
     ));
-    let due = Arc::new(stream(Some(status), true, true));
+    let due = Arc::new(python().scheduled().checked().with_status(status));
     let send = |e| tx.unbounded_send(Ok(e)).unwrap();
     let asked_after_due_check = |ctx: Arc<Context>, due: Arc<ImageStream>| async move {
         ctx.scheduler
@@ -647,9 +618,7 @@ async fn a_relist_without_a_stream_awaiting_its_first_import_lets_scheduled_chec
 
     // The watch was away; its relist no longer has `fresh`. A later change marks the point by
     // which the relist has been observed.
-    let mut marker = ImageStream::new("marker", ImageStreamSpec::default());
-    marker.metadata.namespace = Some("demo".into());
-    marker.metadata.uid = Some("uid-3".into());
+    let marker = ImageStream::test("marker");
     for e in [Init, InitApply((*due).clone()), InitDone, Apply(marker)] {
         send(e);
     }
@@ -678,10 +647,13 @@ fn with_big_labels(bytes: usize) -> ResolvedImage {
 async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Ok(with_big_labels(1200 * 1024)));
-    let (requests, _) = run(h, stream(None, false, false), 4).await;
+    let (requests, _) = run(h, python(), 4).await;
+    let [annotation, status, trimmed, imported] = requests.as_slice() else {
+        panic!("expected the annotation, the status and two Events: {requests:?}");
+    };
 
-    assert!(requests[0].1.ends_with("/imagestreams/python?"));
-    let (m, uri, body) = &requests[1];
+    assert!(annotation.1.ends_with("/imagestreams/python?"));
+    let (m, uri, body) = status;
     assert_eq!(m, Method::PATCH);
     assert!(uri.contains("/imagestreams/python/status?"), "{uri}");
     let status = &body["status"];
@@ -697,13 +669,13 @@ async fn a_status_over_the_budget_is_written_trimmed_and_says_so() {
         "{said}"
     );
 
-    let (m, uri, event) = &requests[2];
+    let (m, uri, event) = trimmed;
     assert_eq!(m, Method::POST);
     assert!(uri.contains("/events"), "{uri}");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "StatusTrimmed");
     assert_eq!(event["note"], said);
-    assert_eq!(requests[3].2["reason"], "Imported");
+    assert_eq!(imported.2["reason"], "Imported");
 }
 
 /// etcd refuses the write: one Warning, the stream keeps its last status, and neither the next
@@ -716,9 +688,9 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
         mut handle,
     } = harness();
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let s = Arc::new(stream(None, false, false));
+    let s = Arc::new(python());
     let task = tokio::spawn(reconcile(s.clone(), ctx.clone()));
-    let annotated = serde_json::to_value(stream(None, true, false)).unwrap();
+    let annotated = serde_json::to_value(python().checked()).unwrap();
     expect(&mut handle, &annotated, |m, u, _| {
         assert_eq!(
             (m, u.ends_with("/imagestreams/python?")),
@@ -755,7 +727,7 @@ async fn a_status_the_api_server_refuses_for_size_is_not_sent_again() {
         .expect("a refusal for size is not a reconcile error");
 
     // Neither the version before the annotation nor the one after it writes anything again.
-    for s in [s.clone(), Arc::new(stream(None, true, false))] {
+    for s in [s.clone(), Arc::new(python().checked())] {
         reconcile(s, ctx.clone()).await.expect("reconcile");
     }
     let quiet = tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await;
@@ -778,11 +750,8 @@ async fn a_stale_cache_does_not_make_the_same_status_write_repeat() {
         mut handle,
     } = harness();
     *resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let mut stale = stream(None, true, true);
-    stale.metadata.resource_version = Some("41".into());
-    let stale = Arc::new(stale);
-    let mut written = (*stale).clone();
-    written.metadata.resource_version = Some("42".into());
+    let stale = Arc::new(python().scheduled().checked().at_version("41"));
+    let written = (*stale).clone().at_version("42");
     let object = serde_json::to_value(&written).unwrap();
     let task = tokio::spawn(reconcile(stale.clone(), ctx.clone()));
     expect(&mut handle, &object, |m, u, _| {
@@ -845,10 +814,13 @@ async fn an_absurd_retry_after_is_reported_not_a_crash() {
         reference: "centos/python-35-centos7".into(),
         retry_after: Some(Duration::MAX),
     }));
-    let (requests, _) = run(h, stream(None, false, false), 3).await;
-    let condition = &requests[1].2["status"]["tags"][0]["conditions"][0];
+    let (requests, _) = run(h, python(), 3).await;
+    let [_annotation, status, event] = requests.as_slice() else {
+        panic!("expected the annotation, the status and an Event: {requests:?}");
+    };
+    let condition = &status.2["status"]["tags"][0]["conditions"][0];
     assert_eq!(condition["reason"], "RateLimited");
-    assert_eq!(requests[2].2["type"], "Warning");
+    assert_eq!(event.2["type"], "Warning");
 }
 
 /// A stream stored with more spec tags than the CRD now allows is not a request per tag: the
@@ -857,7 +829,7 @@ async fn an_absurd_retry_after_is_reported_not_a_crash() {
 async fn tags_past_the_limit_get_a_condition_not_a_request() {
     let h = harness();
     *h.resolver.answer.lock().unwrap() = Some(Ok(resolved()));
-    let mut s = stream(None, false, false);
+    let mut s = python();
     let template = s.spec_tags()[0].clone();
     s.spec.tags = Some(
         (0..=MAX_SPEC_TAGS)
@@ -869,7 +841,10 @@ async fn tags_past_the_limit_get_a_condition_not_a_request() {
     );
     let (requests, resolver) = run(h, s, 3).await;
     assert_eq!(resolver.asked.lock().unwrap().len(), MAX_SPEC_TAGS);
-    let tags = requests[1].2["status"]["tags"].as_array().unwrap();
+    let [_annotation, status, _event] = requests.as_slice() else {
+        panic!("expected the annotation, the status and an Event: {requests:?}");
+    };
+    let tags = status.2["status"]["tags"].as_array().unwrap();
     let last = tags
         .iter()
         .find(|t| t["tag"] == format!("t{MAX_SPEC_TAGS:04}"))

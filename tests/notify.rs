@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use imagestream_operator::api::index::Index;
 use imagestream_operator::api::{ImageStream, Notified};
 use imagestream_operator::notify::{router, NotifyConfig, Receiver, Requester, TargetIndex};
-use serde_json::json;
 
 const TOKEN: &str = "s3cr3t-token";
 const HMAC: &str = "gh-secret";
@@ -38,18 +37,6 @@ impl Requester for Recorder {
             .push((namespace, stream, tags, notified.source));
         Box::pin(async { Ok(()) })
     }
-}
-
-fn stream(ns: &str, name: &str, tags: &[(&str, &str)]) -> ImageStream {
-    let tags: Vec<_> = tags
-        .iter()
-        .map(|(t, from)| json!({"name": t, "from": {"kind": "DockerImage", "name": from}}))
-        .collect();
-    serde_json::from_value(
-        json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": name, "namespace": ns}, "spec": {"tags": tags}}),
-    )
-    .unwrap()
 }
 
 /// Serves the receiver over plain HTTP on 127.0.0.1 (production mounts it on the webhook's TLS).
@@ -81,22 +68,20 @@ async fn serve(streams: Vec<ImageStream>) -> (String, Arc<Recorder>) {
 
 fn world() -> Vec<ImageStream> {
     vec![
-        stream(
-            "shop",
-            "web",
-            &[
-                ("latest", "quay.io/mynamespace/repository"),
-                ("v1", "quay.io/mynamespace/repository:v1"),
-                ("pinned", "quay.io/mynamespace/repository@sha256:abc"),
-            ],
-        ),
-        stream("ops", "hub", &[("latest", "svendowideit/testhook")]),
-        stream(
-            "ops",
-            "internal",
-            &[("latest", "registry.example.com/team/app")],
-        ),
-        stream("ops", "gh", &[("v1.2.0", "ghcr.io/octo-org/app:v1.2.0")]),
+        ImageStream::test("web")
+            .in_namespace("shop")
+            .tag("latest", "quay.io/mynamespace/repository")
+            .tag("v1", "quay.io/mynamespace/repository:v1")
+            .tag("pinned", "quay.io/mynamespace/repository@sha256:abc"),
+        ImageStream::test("hub")
+            .in_namespace("ops")
+            .tag("latest", "svendowideit/testhook"),
+        ImageStream::test("internal")
+            .in_namespace("ops")
+            .tag("latest", "registry.example.com/team/app"),
+        ImageStream::test("gh")
+            .in_namespace("ops")
+            .tag("v1.2.0", "ghcr.io/octo-org/app:v1.2.0"),
     ]
 }
 
@@ -447,11 +432,9 @@ async fn a_real_registry_push_requests_the_import() {
         let Some(reg) = common::Registry::start_notifying(&url, token).await else {
             return;
         };
-        let app = stream(
-            "shop",
-            "app",
-            &[("latest", &format!("{}/team/app", reg.addr))],
-        );
+        let app = ImageStream::test("app")
+            .in_namespace("shop")
+            .tag("latest", &format!("{}/team/app", reg.addr));
         index.lock().apply(&app);
         reg.push_image("team/app", "latest", "n", false).await;
         let mut seen = Vec::new();

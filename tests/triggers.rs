@@ -20,16 +20,12 @@ use common::api::{self, Call, Handle, Reply};
 
 const NEW: &str = "quay.io/team/example@sha256:0a1b2c";
 
-fn stream(namespace: &str) -> ImageStream {
-    serde_json::from_value(json!({
-        "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-        "metadata": {"name": "example", "namespace": namespace},
-        "spec": {"tags": [{"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/team/example"}}]},
-        "status": {"dockerImageRepository": "", "tags": [{"tag": "latest", "items": [
-            {"created": "2026-01-01T00:00:00Z", "dockerImageReference": NEW, "image": "sha256:0a1b2c", "generation": 1}
-        ]}]}
-    }))
-    .unwrap()
+/// `example:latest`, imported at `NEW`.
+fn example(namespace: &str) -> ImageStream {
+    ImageStream::test("example")
+        .in_namespace(namespace)
+        .tag("latest", "quay.io/team/example")
+        .imported("latest", NEW)
 }
 
 fn workload(kind: Kind, triggers: &str, image: &str) -> DynamicObject {
@@ -132,7 +128,7 @@ async fn a_workload_whose_tags_have_no_image_yet_is_not_even_read() {
 
 #[tokio::test]
 async fn one_read_from_the_watch_cache_one_patch_and_the_patch_echo_is_not_evaluated() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let obj = workload(Kind::Deployment, &trigger(""), "example:old");
     let mut patched = serde_json::to_value(workload(Kind::Deployment, &trigger(""), NEW)).unwrap();
     patched["metadata"]["generation"] = json!(2);
@@ -172,7 +168,7 @@ async fn one_read_from_the_watch_cache_one_patch_and_the_patch_echo_is_not_evalu
 
 #[tokio::test]
 async fn resolved_tag_patches_exactly_the_image_field_once() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let obj = workload(Kind::Deployment, &trigger(""), "example:old");
     let patched = serde_json::to_value(workload(Kind::Deployment, &trigger(""), NEW)).unwrap();
     let (fired, seen) = evaluate(
@@ -188,7 +184,9 @@ async fn resolved_tag_patches_exactly_the_image_field_once() {
         "{fired:?}"
     );
 
-    let patch = &seen[0];
+    let [patch, event] = seen.as_slice() else {
+        panic!("expected the workload patch and an Event: {seen:?}");
+    };
     assert_eq!(patch.method, Method::PATCH);
     assert_eq!(
         patch.uri,
@@ -199,7 +197,6 @@ async fn resolved_tag_patches_exactly_the_image_field_once() {
         patch.body,
         json!({"metadata": {"resourceVersion": "5"}, "spec": {"template": {"spec": {"containers": [{"name": "web", "image": NEW}]}}}})
     );
-    let event = &seen[1];
     assert_eq!(event.method, Method::POST);
     assert!(
         event.uri.contains("/namespaces/demo/events"),
@@ -213,7 +210,7 @@ async fn resolved_tag_patches_exactly_the_image_field_once() {
 
 #[tokio::test]
 async fn unchanged_image_makes_no_request() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let obj = workload(Kind::StatefulSet, &trigger(""), NEW);
     let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::StatefulSet, vec![]).await;
     assert_eq!(fired, Fired::Unchanged);
@@ -222,7 +219,7 @@ async fn unchanged_image_makes_no_request() {
 
 #[tokio::test]
 async fn paused_trigger_makes_no_request() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let paused = trigger("").replace("}]", r#","paused":"true"}]"#);
     let obj = workload(Kind::Deployment, &paused, "example:old");
     let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::Deployment, vec![]).await;
@@ -241,7 +238,7 @@ async fn tag_without_image_is_skipped_quietly() {
 
 #[tokio::test]
 async fn malformed_annotation_gets_one_event_and_no_patch() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let bad = r#"[{"from":{"kind":"ImageStreamTag","name":"example"},"fieldPath":"spec.template.spec.containers[0].image"}]"#;
     let (fired, seen) = evaluate(
         &ctx,
@@ -252,11 +249,13 @@ async fn malformed_annotation_gets_one_event_and_no_patch() {
     )
     .await;
     assert!(matches!(fired, Fired::Skipped(_)));
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].body["reason"], "InvalidTrigger");
-    assert_eq!(seen[0].body["type"], "Warning");
+    let [event] = seen.as_slice() else {
+        panic!("expected one Event: {seen:?}");
+    };
+    assert_eq!(event.body["reason"], "InvalidTrigger");
+    assert_eq!(event.body["type"], "Warning");
     assert_eq!(
-        seen[0].body["note"],
+        event.body["note"],
         "trigger 0: from.name \"example\" must be STREAM:TAG, e.g. example:latest"
     );
     // The same problem again is not reported again.
@@ -273,7 +272,7 @@ async fn malformed_annotation_gets_one_event_and_no_patch() {
 
 #[tokio::test]
 async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
-    let (ctx, mut handle) = context(vec![stream("shared")]);
+    let (ctx, mut handle) = context(vec![example("shared")]);
     let obj = workload(
         Kind::Deployment,
         &trigger(r#","namespace":"shared""#),
@@ -289,7 +288,9 @@ async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
     )
     .await;
     assert_eq!(fired, Fired::Unchanged);
-    let sar = &seen[0];
+    let [sar, event] = seen.as_slice() else {
+        panic!("expected the access review and an Event: {seen:?}");
+    };
     assert_eq!(
         sar.uri,
         "/apis/authorization.k8s.io/v1/subjectaccessreviews?"
@@ -302,7 +303,7 @@ async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
         sar.body["spec"]["resourceAttributes"],
         json!({"namespace": "shared", "verb": "get", "group": "image.openshift.io", "resource": "imagestreams", "name": "example"})
     );
-    assert_eq!(seen[1].body["reason"], "TriggerForbidden");
+    assert_eq!(event.body["reason"], "TriggerForbidden");
     assert!(
         ctx.awaiting_grant(&key(Kind::Deployment)),
         "a denied workload is evaluated again when the denial expires"
@@ -319,7 +320,7 @@ async fn cross_namespace_without_permission_gets_an_event_and_no_patch() {
 
 #[tokio::test]
 async fn cross_namespace_with_permission_fires() {
-    let (ctx, mut handle) = context(vec![stream("shared")]);
+    let (ctx, mut handle) = context(vec![example("shared")]);
     let obj = workload(
         Kind::Deployment,
         &trigger(r#","namespace":"shared""#),
@@ -336,18 +337,24 @@ async fn cross_namespace_with_permission_fires() {
     )
     .await;
     assert!(matches!(fired, Fired::Patched(_)));
-    assert_eq!(seen[1].method, Method::PATCH);
+    let [_review, patch, _event] = seen.as_slice() else {
+        panic!("expected the access review, the patch and an Event: {seen:?}");
+    };
+    assert_eq!(patch.method, Method::PATCH);
     assert!(!ctx.awaiting_grant(&key(Kind::Deployment)));
 }
 
 #[tokio::test]
 async fn jobs_are_skipped_with_an_explanation() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let obj = workload(Kind::Job, &trigger(""), "example:old");
     let (fired, seen) = evaluate(&ctx, &mut handle, obj, Kind::Job, vec![Value::Null]).await;
     assert!(matches!(fired, Fired::Skipped(_)));
-    assert_eq!(seen[0].body["reason"], "TriggerSkipped");
-    assert!(seen[0].body["note"]
+    let [event] = seen.as_slice() else {
+        panic!("expected one Event: {seen:?}");
+    };
+    assert_eq!(event.body["reason"], "TriggerSkipped");
+    assert!(event.body["note"]
         .as_str()
         .unwrap()
         .contains("cannot change after creation"));
@@ -376,7 +383,7 @@ async fn objects_owned_by_a_controller_make_no_request_and_no_event() {
         (Kind::ReplicationController, "DeploymentConfig"),
     ] {
         for annotation in [trigger(""), bad.to_string()] {
-            let (ctx, mut handle) = context(vec![stream("demo")]);
+            let (ctx, mut handle) = context(vec![example("demo")]);
             let obj = owned_by(workload(kind, &annotation, "example:old"), owner);
             let (fired, seen) = evaluate(&ctx, &mut handle, obj.clone(), kind, vec![]).await;
             assert!(
@@ -401,7 +408,7 @@ async fn objects_owned_by_a_controller_make_no_request_and_no_event() {
 /// A non-controller owner (e.g. a garbage-collection parent) does not make an object owned.
 #[tokio::test]
 async fn a_non_controller_owner_does_not_stop_the_trigger() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let mut obj = owned_by(
         workload(Kind::Deployment, &trigger(""), "example:old"),
         "App",
@@ -419,14 +426,17 @@ async fn a_non_controller_owner_does_not_stop_the_trigger() {
     )
     .await;
     assert!(matches!(fired, Fired::Patched(_)), "{fired:?}");
-    assert_eq!(seen[0].method, Method::PATCH);
+    let [patch, _event] = seen.as_slice() else {
+        panic!("expected the patch and an Event: {seen:?}");
+    };
+    assert_eq!(patch.method, Method::PATCH);
 }
 
 /// A 409 on the patch (the workload changed in between, often only its status) is reported as a
 /// conflict, so the caller reads the workload again rather than waiting for a spec change.
 #[tokio::test]
 async fn a_conflicting_patch_asks_for_another_read() {
-    let (ctx, mut handle) = context(vec![stream("demo")]);
+    let (ctx, mut handle) = context(vec![example("demo")]);
     let obj = workload(Kind::Deployment, &trigger(""), "example:old");
     let task = {
         let ctx = ctx.clone();

@@ -247,17 +247,13 @@ mod tests {
     use super::*;
 
     fn stream(local: bool) -> Arc<ImageStream> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-                "metadata": {"name": "mysql", "namespace": "team"},
-                "spec": {"lookupPolicy": {"local": local}},
-                "status": {"dockerImageRepository": "", "tags": [{"tag": "latest", "items": [{
-                    "created": "2026-01-01T00:00:00Z", "generation": 1,
-                    "dockerImageReference": "reg.example/db/mysql@sha256:aaaa", "image": "sha256:aaaa"}]}]},
-            }))
-            .unwrap_or_else(|e| panic!("{e}")),
-        )
+        let s = ImageStream::test("mysql")
+            .in_namespace("team")
+            .imported("latest", "reg.example/db/mysql@sha256:aaaa");
+        Arc::new(match local {
+            true => s.local_lookup(),
+            false => s,
+        })
     }
 
     fn deployment(image: &str, owned: bool) -> Value {

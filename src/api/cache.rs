@@ -137,12 +137,6 @@ mod tests {
     use kube::ResourceExt;
     use watcher::Event::{Init, InitApply, InitDone};
 
-    fn stream(ns: &str, name: &str) -> ImageStream {
-        let mut s = ImageStream::new(name, Default::default());
-        s.metadata.namespace = Some(ns.into());
-        s
-    }
-
     fn seen(e: Option<StreamEvent>) -> String {
         match e {
             Some(StreamEvent::Applied(s)) => format!("Applied {}", s.name_any()),
@@ -161,8 +155,8 @@ mod tests {
         tokio::spawn(driver);
         let first = [
             Init,
-            InitApply(stream("a", "kept")),
-            InitApply(stream("a", "gone")),
+            InitApply(ImageStream::test("kept").in_namespace("a")),
+            InitApply(ImageStream::test("gone").in_namespace("a")),
             InitDone,
         ];
         for e in first {
@@ -172,7 +166,11 @@ mod tests {
         assert_eq!(seen(changes.next().await), "Applied kept");
         assert_eq!(seen(changes.next().await), "Applied gone");
         // The watch was away; its relist no longer contains a/gone.
-        for e in [Init, InitApply(stream("a", "kept")), InitDone] {
+        for e in [
+            Init,
+            InitApply(ImageStream::test("kept").in_namespace("a")),
+            InitDone,
+        ] {
             tx.send(Ok(e)).await.ok();
         }
         assert_eq!(seen(changes.next().await), "Applied kept");

@@ -5,6 +5,8 @@
 pub mod cache;
 mod consts;
 pub mod duration;
+#[cfg(any(test, feature = "test-fixtures"))]
+mod fixture;
 pub mod index;
 mod notified;
 mod reasons;

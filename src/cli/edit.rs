@@ -466,16 +466,11 @@ mod tests {
 
     #[test]
     fn import_follows_same_stream_aliases_only() {
-        let s: ImageStream = serde_json::from_value(serde_json::json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": "python", "namespace": "demo"},
-            "spec": {"tags": [
-                {"name": "latest", "from": {"kind": "ImageStreamTag", "name": "python:3.6"}},
-                {"name": "3.6", "from": {"kind": "ImageStreamTag", "name": "3.6.1"}},
-                {"name": "3.6.1", "from": {"kind": "DockerImage", "name": "python:3.6.1"}},
-                {"name": "other", "from": {"kind": "ImageStreamTag", "name": "ruby:latest"}}]}
-        }))
-        .unwrap();
+        let s = ImageStream::test("python")
+            .tracking("latest", "python:3.6")
+            .tracking("3.6", "3.6.1")
+            .tag("3.6.1", "python:3.6.1")
+            .tracking("other", "ruby:latest");
         assert_eq!(import_target(&s, "latest"), "3.6.1");
         assert_eq!(
             import_target(&s, "other"),

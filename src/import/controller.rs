@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::index::{SourceIndex, StreamsByNamespace};
-use super::memory::Memory;
+use super::memory::{uid, Memory};
 use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
 use super::report::{log_outcome, Report};
 use super::requests::{
@@ -162,7 +162,7 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     let mut outcomes = import(&ctx, &stream, &plan, &keyring).await;
     let repository = import_repository(&ctx, &stream, &keyring, &mut outcomes).await;
     if checked_every_scheduled_tag(&stream, &plan) {
-        ctx.scheduler.mark_checked(&uid_of(&stream), now);
+        ctx.scheduler.mark_checked(&uid(&stream), now);
     }
 
     let lookup = |ns: &str, n: &str| ctx.streams.get(&ObjectRef::new(n).within(ns));
@@ -230,10 +230,6 @@ pub async fn reconcile(stream: Arc<ImageStream>, ctx: Arc<Context>) -> Result<Ac
     Ok(done.requeue(&ctx, &stream))
 }
 
-fn uid_of(stream: &ImageStream) -> String {
-    stream.uid().unwrap_or_default()
-}
-
 fn key_of(stream: &ImageStream) -> String {
     format!(
         "{}/{}",
@@ -279,7 +275,7 @@ fn hints_for(
     keyring: &Keyring,
     now: Instant,
 ) -> (Hints, Option<Duration>) {
-    let uid = uid_of(stream);
+    let uid = uid(stream);
     ctx.scheduler.observe_backlog(now);
     let mut throttled = None;
     let due = has_scheduled_tags(stream) && ctx.scheduler.until_due(&uid, &uid, now).is_zero();
@@ -440,7 +436,7 @@ fn record_retries(
     outcomes: &BTreeMap<String, Outcome>,
     now: Instant,
 ) {
-    let interval = ctx.scheduler.interval_for(&uid_of(stream));
+    let interval = ctx.scheduler.interval_for(&uid(stream));
     for (tag, outcome) in outcomes {
         match &outcome.result {
             Err(e) if e.is_transient() => {
@@ -469,7 +465,7 @@ fn next_wakeup(
     let floor = Duration::from_millis(100);
     let mut next = ctx.scheduler.interval();
     if has_scheduled_tags(stream) {
-        let uid = uid_of(stream);
+        let uid = uid(stream);
         let due = ctx.scheduler.until_due(&uid, &uid, now);
         next = next.min(throttled.unwrap_or(due).max(floor));
     }

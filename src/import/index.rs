@@ -120,34 +120,18 @@ impl StreamsByNamespace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn stream(ns: &str, name: &str, from: &[(&str, &str)]) -> ImageStream {
-        let tags: Vec<serde_json::Value> = from
-            .iter()
-            .enumerate()
-            .map(|(i, (kind, n))| json!({"name": format!("t{i}"), "from": {"kind": kind, "name": n}}))
-            .collect();
-        serde_json::from_value(json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": name, "namespace": ns}, "spec": {"tags": tags}
-        }))
-        .expect("stream")
-    }
 
     #[test]
     fn dependents_follow_spec_changes_and_deletions() {
         let mut index = SourceIndex::default();
-        let copy = stream(
-            "a",
-            "copy",
-            &[("ImageStreamTag", "base:1"), ("DockerImage", "x:1")],
-        );
-        let alias = stream(
-            "a",
-            "base",
-            &[("DockerImage", "x:1"), ("ImageStreamTag", "base:t0")],
-        );
+        let copy = ImageStream::test("copy")
+            .in_namespace("a")
+            .tracking("t0", "base:1")
+            .tag("t1", "x:1");
+        let alias = ImageStream::test("base")
+            .in_namespace("a")
+            .tag("t0", "x:1")
+            .tracking("t1", "base:t0");
         index.apply(&copy);
         index.apply(&alias);
         let of_base: Vec<String> = index
@@ -159,9 +143,11 @@ mod tests {
         assert_eq!(of_base, ["copy"]);
         assert!(index.of("a", "copy").is_empty());
         // The copy stops naming base: it no longer reacts to it.
-        index.apply(&stream("a", "copy", &[("DockerImage", "x:1")]));
+        index.apply(&ImageStream::test("copy").in_namespace("a").tag("t0", "x:1"));
         assert!(index.of("a", "base").is_empty());
-        let other = stream("a", "other", &[("ImageStreamImage", "base@sha256:abc")]);
+        let other = ImageStream::test("other")
+            .in_namespace("a")
+            .pinned("t0", "base@sha256:abc");
         index.apply(&other);
         assert_eq!(index.of("a", "base").len(), 1);
         index.delete(&other);
@@ -173,7 +159,10 @@ mod tests {
     #[test]
     fn namespaces_hold_their_streams_until_deleted() {
         let mut index = StreamsByNamespace::default();
-        let (a, b) = (stream("a", "s", &[]), stream("b", "s", &[]));
+        let (a, b) = (
+            ImageStream::test("s").in_namespace("a"),
+            ImageStream::test("s").in_namespace("b"),
+        );
         index.apply(&a);
         index.apply(&a);
         index.apply(&b);

@@ -72,7 +72,8 @@ pub struct Memory {
     urgent: Mutex<HashSet<String>>,
 }
 
-fn uid(stream: &ImageStream) -> String {
+/// What every per-stream record is keyed by.
+pub fn uid(stream: &ImageStream) -> String {
     stream.uid().unwrap_or_default()
 }
 
@@ -329,34 +330,43 @@ pub fn fingerprint(status: &ImageStreamStatus) -> u64 {
 mod tests {
     use super::*;
 
-    fn stream(uid: &str) -> ImageStream {
-        let mut s = ImageStream::new("s", Default::default());
-        s.metadata.namespace = Some("a".into());
-        s.metadata.uid = Some(uid.into());
-        s.metadata.resource_version = Some("1".into());
-        s
-    }
-
     #[test]
     fn a_deleted_stream_leaves_nothing_behind() {
         let m = Memory::default();
-        let s = stream("u1");
+        let s = ImageStream::test("s")
+            .in_namespace("a")
+            .with_uid("u1")
+            .at_version("1");
         let now = Instant::now();
         m.failed_again(&s, "t", |_| now);
         m.credentials_changed(&s, "k".into());
         m.expect_write(&s, "2".into(), Follows::Annotation);
         m.remember_refused(&s, &Default::default(), &Default::default());
-        m.set_urgent(&stream("u2"), true);
+        m.set_urgent(
+            &ImageStream::test("s")
+                .in_namespace("a")
+                .with_uid("u2")
+                .at_version("1"),
+            true,
+        );
         assert_eq!(m.records(), 1);
         m.forget(&s);
-        m.forget(&stream("u2"));
+        m.forget(
+            &ImageStream::test("s")
+                .in_namespace("a")
+                .with_uid("u2")
+                .at_version("1"),
+        );
         assert_eq!((m.records(), m.urgent_streams()), (0, 0));
     }
 
     #[test]
     fn a_refused_status_is_the_base_until_someone_else_writes() {
         let m = Memory::default();
-        let s = stream("u1");
+        let s = ImageStream::test("s")
+            .in_namespace("a")
+            .with_uid("u1")
+            .at_version("1");
         let refused = ImageStreamStatus {
             docker_image_repository: "r".into(),
             ..Default::default()

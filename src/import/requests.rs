@@ -165,18 +165,15 @@ pub fn checked_every_scheduled_tag(stream: &ImageStream, plan: &BTreeMap<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn only_an_import_of_every_scheduled_tag_restarts_the_interval() {
-        let stream: ImageStream = serde_json::from_value(json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": "s", "namespace": "a"}, "spec": {"tags": [
-                {"name": "a", "from": {"kind": "DockerImage", "name": "r/x:a"}, "importPolicy": {"scheduled": true}},
-                {"name": "b", "from": {"kind": "DockerImage", "name": "r/x:b"}, "importPolicy": {"scheduled": true}},
-                {"name": "c", "from": {"kind": "DockerImage", "name": "r/x:c"}}]}
-        }))
-        .expect("stream");
+        let stream = ImageStream::test("s")
+            .tag("a", "r/x:a")
+            .scheduled()
+            .tag("b", "r/x:b")
+            .scheduled()
+            .tag("c", "r/x:c");
         let plan = |tags: &[&str]| -> BTreeMap<String, Cause> {
             tags.iter().map(|t| (t.to_string(), Cause::Retry)).collect()
         };

@@ -124,21 +124,8 @@ pub fn import_pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ImageStreamSpec, TagSource};
-    use kube::api::ObjectMeta;
+    use crate::api::TagSource;
 
-    fn stream() -> ImageStream {
-        ImageStream {
-            metadata: ObjectMeta {
-                name: Some("python".into()),
-                namespace: Some("ns".into()),
-                generation: Some(4),
-                ..Default::default()
-            },
-            spec: ImageStreamSpec::default(),
-            status: None,
-        }
-    }
     fn tag(kind: SourceKind, name: &str, ns: Option<&str>) -> TagReference {
         TagReference {
             name: "t".into(),
@@ -154,7 +141,9 @@ mod tests {
 
     #[test]
     fn sources_are_split_and_defaulted() {
-        let s = stream();
+        let s = ImageStream::test("python")
+            .in_namespace("ns")
+            .at_generation(4);
         let src = |k, n, ns| source_of(&s, &tag(k, n, ns)).unwrap();
         assert_eq!(
             src(SourceKind::ImageStreamTag, "3.5", None),
@@ -192,7 +181,9 @@ mod tests {
 
     #[test]
     fn fingerprint_follows_tag_ref_changed() {
-        let s = stream();
+        let s = ImageStream::test("python")
+            .in_namespace("ns")
+            .at_generation(4);
         let base = tag(SourceKind::DockerImage, "quay.io/x:1", None);
         let f = fingerprint(&s, &base);
         let mut t = base.clone();

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ObjectMeta;
 
 use super::plan::{imports_needed, is_scheduled, Cause, Hints};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
@@ -16,69 +15,6 @@ use crate::registry::{RegistryError, ResolvedImage};
 
 fn at(secs: i64) -> Time {
     Time(jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap())
-}
-
-fn docker(name: &str, from: &str) -> TagReference {
-    TagReference {
-        name: name.into(),
-        from: Some(TagSource {
-            kind: SourceKind::DockerImage,
-            name: from.into(),
-            namespace: None,
-            api_version: None,
-        }),
-        ..Default::default()
-    }
-}
-
-fn istag(name: &str, from: &str, ns: Option<&str>) -> TagReference {
-    TagReference {
-        name: name.into(),
-        from: Some(TagSource {
-            kind: SourceKind::ImageStreamTag,
-            name: from.into(),
-            namespace: ns.map(Into::into),
-            api_version: None,
-        }),
-        ..Default::default()
-    }
-}
-
-fn isimage(name: &str, from: &str) -> TagReference {
-    TagReference {
-        name: name.into(),
-        from: Some(TagSource {
-            kind: SourceKind::ImageStreamImage,
-            name: from.into(),
-            namespace: None,
-            api_version: None,
-        }),
-        ..Default::default()
-    }
-}
-
-fn stream(name: &str, generation: i64, tags: Vec<TagReference>) -> ImageStream {
-    let mut s = ImageStream::new(
-        name,
-        ImageStreamSpec {
-            tags: Some(tags),
-            ..Default::default()
-        },
-    );
-    s.metadata = ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some("ns".into()),
-        generation: Some(generation),
-        annotations: Some(
-            [(
-                DOCKER_REPOSITORY_CHECK.to_string(),
-                "2024-01-01T00:00:00Z".to_string(),
-            )]
-            .into(),
-        ),
-        ..Default::default()
-    };
-    s
 }
 
 fn ok(repo: &str, digest: &str) -> Result<ResolvedImage, RegistryError> {
@@ -170,7 +106,9 @@ const B: &str = "sha256:bbbb2222";
 
 #[test]
 fn new_tag_is_imported_with_stream_generation_and_pinned_reference() {
-    let mut s = stream("python", 1, vec![docker("3.5", "centos/python-35-centos7")]);
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("3.5", "centos/python-35-centos7");
     assert_eq!(
         imports_needed(&s, &Hints::default()),
         BTreeMap::from([("3.5".to_string(), Cause::SpecChanged)])
@@ -206,7 +144,10 @@ fn new_tag_is_imported_with_stream_generation_and_pinned_reference() {
 
 #[test]
 fn only_tags_with_pending_changes_are_imported() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a"), docker("b", "x/b")]);
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("a", "x/a")
+        .tag("b", "x/b");
     World::default().step(
         &mut s,
         &[
@@ -225,7 +166,7 @@ fn only_tags_with_pending_changes_are_imported() {
 
 #[test]
 fn only_import_relevant_spec_changes_cause_a_re_import() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a")]);
+    let mut s = ImageStream::test("python").checked().tag("a", "x/a");
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     let t = &mut s.spec.tags.as_mut().unwrap()[0];
     t.import_policy = Some(TagImportPolicy {
@@ -256,7 +197,10 @@ fn only_import_relevant_spec_changes_cause_a_re_import() {
 
 #[test]
 fn generation_zero_and_next_generation_request_a_re_import() {
-    let mut s = stream("python", 3, vec![docker("a", "x/a")]);
+    let mut s = ImageStream::test("python")
+        .at_generation(3)
+        .checked()
+        .tag("a", "x/a");
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     assert_eq!(head(&s, "a").unwrap().generation, 3);
     // What `kubectl imagestream import-image` writes: the generation the stream gets next.
@@ -286,17 +230,10 @@ fn generation_zero_and_next_generation_request_a_re_import() {
 
 #[test]
 fn unchanged_background_check_writes_nothing_and_new_digest_prepends() {
-    let mut s = stream(
-        "python",
-        1,
-        vec![TagReference {
-            import_policy: Some(TagImportPolicy {
-                scheduled: Some(true),
-                ..Default::default()
-            }),
-            ..docker("a", "x/a")
-        }],
-    );
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("a", "x/a")
+        .scheduled();
     let w = World::default();
     w.step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.generation = Some(7);
@@ -327,7 +264,7 @@ fn unchanged_background_check_writes_nothing_and_new_digest_prepends() {
 
 #[test]
 fn failure_keeps_image_one_condition_identical_repeat_is_silent_success_clears() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a")]);
+    let mut s = ImageStream::test("python").checked().tag("a", "x/a");
     let w = World::default();
     w.step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.generation = Some(2);
@@ -383,7 +320,7 @@ fn failure_keeps_image_one_condition_identical_repeat_is_silent_success_clears()
 
 #[test]
 fn a_failed_non_scheduled_tag_is_not_retried_by_itself() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a")]);
+    let mut s = ImageStream::test("python").checked().tag("a", "x/a");
     World::default().step(
         &mut s,
         &[(
@@ -428,14 +365,11 @@ fn a_failed_non_scheduled_tag_is_not_retried_by_itself() {
 
 #[test]
 fn reference_tags_are_recorded_verbatim_and_never_imported() {
-    let mut s = stream(
-        "python",
-        2,
-        vec![TagReference {
-            reference: Some(true),
-            ..docker("ref", "quay.io/x/y:1")
-        }],
-    );
+    let mut s = ImageStream::test("python")
+        .at_generation(2)
+        .checked()
+        .tag("ref", "quay.io/x/y:1")
+        .last_tag(|t| t.reference = Some(true));
     assert!(imports_needed(
         &s,
         &Hints {
@@ -460,15 +394,12 @@ fn reference_tags_are_recorded_verbatim_and_never_imported() {
 
 #[test]
 fn aliases_follow_their_source_including_chains() {
-    let mut s = stream(
-        "python",
-        1,
-        vec![
-            docker("3.5", "x/p:3.5"),
-            istag("latest", "3.5", None),
-            istag("stable", "python:latest", Some("ns")),
-        ],
-    );
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("3.5", "x/p:3.5")
+        .tracking("latest", "3.5")
+        .tracking("stable", "python:latest")
+        .from_namespace("demo");
     let w = World::default();
     w.step(&mut s, &[("3.5", Cause::SpecChanged, ok("x/p", A))], 0);
     assert_eq!(head(&s, "latest"), head(&s, "3.5"));
@@ -489,11 +420,10 @@ fn aliases_follow_their_source_including_chains() {
 
 #[test]
 fn alias_cycles_are_reported_not_looped() {
-    let mut s = stream(
-        "python",
-        1,
-        vec![istag("a", "b", None), istag("b", "a", None)],
-    );
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tracking("a", "b")
+        .tracking("b", "a");
     World::default().step(&mut s, &[], 0);
     let c = &s.status_tag("a").unwrap().conditions[0];
     assert_eq!(c.reason.as_deref(), Some("Invalid"));
@@ -505,7 +435,7 @@ fn alias_cycles_are_reported_not_looped() {
 
 #[test]
 fn cross_stream_tags_are_copied_once() {
-    let mut source = stream("base", 1, vec![docker("1", "x/base:1")]);
+    let mut source = ImageStream::test("base").checked().tag("1", "x/base:1");
     World::default().step(
         &mut source,
         &[("1", Cause::SpecChanged, ok("x/base", A))],
@@ -515,7 +445,10 @@ fn cross_stream_tags_are_copied_once() {
         others: vec![source.clone()],
         ..Default::default()
     };
-    let mut s = stream("app", 5, vec![istag("base", "base:1", None)]);
+    let mut s = ImageStream::test("app")
+        .at_generation(5)
+        .checked()
+        .tracking("base", "base:1");
     w.step(&mut s, &[], 10);
     let copied = head(&s, "base").unwrap();
     assert_eq!(
@@ -538,7 +471,9 @@ fn cross_stream_tags_are_copied_once() {
 
 #[test]
 fn missing_source_stream_is_reported_and_empty_source_tag_waits() {
-    let mut s = stream("app", 1, vec![istag("base", "base:1", None)]);
+    let mut s = ImageStream::test("app")
+        .checked()
+        .tracking("base", "base:1");
     World::default().step(&mut s, &[], 0);
     assert_eq!(
         s.status_tag("base").unwrap().conditions[0]
@@ -546,8 +481,10 @@ fn missing_source_stream_is_reported_and_empty_source_tag_waits() {
             .as_deref(),
         Some("NotFound")
     );
-    let empty = stream("base", 1, vec![]);
-    let mut s = stream("app", 1, vec![istag("base", "base:1", None)]);
+    let empty = ImageStream::test("base").checked();
+    let mut s = ImageStream::test("app")
+        .checked()
+        .tracking("base", "base:1");
     let (changed, _) = World {
         others: vec![empty],
         ..Default::default()
@@ -561,7 +498,10 @@ fn missing_source_stream_is_reported_and_empty_source_tag_waits() {
 
 #[test]
 fn cross_namespace_sources_need_the_operator_flag() {
-    let mut s = stream("app", 1, vec![istag("base", "base:1", Some("other"))]);
+    let mut s = ImageStream::test("app")
+        .checked()
+        .tracking("base", "base:1")
+        .from_namespace("other");
     World {
         cross_ns: false,
         ..Default::default()
@@ -573,7 +513,10 @@ fn cross_namespace_sources_need_the_operator_flag() {
 
 #[test]
 fn an_image_stream_image_resolves_by_digest_or_unique_prefix() {
-    let mut source = stream("ruby", 1, vec![docker("1", "x/r:1"), docker("2", "x/r:2")]);
+    let mut source = ImageStream::test("ruby")
+        .checked()
+        .tag("1", "x/r:1")
+        .tag("2", "x/r:2");
     World::default().step(
         &mut source,
         &[
@@ -586,16 +529,12 @@ fn an_image_stream_image_resolves_by_digest_or_unique_prefix() {
         others: vec![source],
         ..Default::default()
     };
-    let mut s = stream(
-        "app",
-        1,
-        vec![
-            isimage("exact", "ruby@sha256:abc111"),
-            isimage("prefix", "ruby@abd"),
-            isimage("ambiguous", "ruby@ab"),
-            isimage("none", "ruby@ff"),
-        ],
-    );
+    let mut s = ImageStream::test("app")
+        .checked()
+        .pinned("exact", "ruby@sha256:abc111")
+        .pinned("prefix", "ruby@abd")
+        .pinned("ambiguous", "ruby@ab")
+        .pinned("none", "ruby@ff");
     w.step(&mut s, &[], 10);
     assert_eq!(head(&s, "exact").unwrap().image, "sha256:abc111");
     assert_eq!(head(&s, "prefix").unwrap().image, "sha256:abd222");
@@ -616,7 +555,7 @@ fn an_image_stream_image_resolves_by_digest_or_unique_prefix() {
 
 #[test]
 fn history_is_capped_and_removed_spec_tags_keep_status() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a")]);
+    let mut s = ImageStream::test("python").checked().tag("a", "x/a");
     let w = World {
         max_history: 3,
         ..Default::default()
@@ -643,7 +582,10 @@ fn history_is_capped_and_removed_spec_tags_keep_status() {
 
 #[test]
 fn status_tags_are_sorted_and_the_repository_comes_from_spec_or_local_registry() {
-    let mut s = stream("python", 1, vec![docker("z", "x/z"), docker("a", "x/a")]);
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("z", "x/z")
+        .tag("a", "x/a");
     s.spec.docker_image_repository = Some("quay.io/org/python".into());
     World::default().step(
         &mut s,
@@ -666,13 +608,16 @@ fn status_tags_are_sorted_and_the_repository_comes_from_spec_or_local_registry()
     .step(&mut s, &[], 1);
     assert_eq!(
         s.status.unwrap().docker_image_repository,
-        "registry.local:5000/ns/python"
+        "registry.local:5000/demo/python"
     );
 }
 
 #[test]
 fn missing_repository_check_annotation_re_imports_everything_importable() {
-    let mut s = stream("python", 1, vec![docker("a", "x/a"), istag("b", "a", None)]);
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("a", "x/a")
+        .tracking("b", "a");
     World::default().step(&mut s, &[("a", Cause::SpecChanged, ok("x/a", A))], 0);
     s.metadata.annotations = None;
     assert_eq!(
@@ -684,14 +629,10 @@ fn missing_repository_check_annotation_re_imports_everything_importable() {
 #[test]
 fn digest_pinned_scheduled_tag_stops_after_first_success() {
     let pinned = format!("x/a@sha256:{}", "a".repeat(64));
-    let tag = TagReference {
-        import_policy: Some(TagImportPolicy {
-            scheduled: Some(true),
-            ..Default::default()
-        }),
-        ..docker("a", &pinned)
-    };
-    let mut s = stream("python", 1, vec![tag]);
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("a", &pinned)
+        .scheduled();
     assert!(is_scheduled(&s, &s.spec_tags()[0]));
     World::default().step(
         &mut s,
@@ -707,7 +648,7 @@ fn digest_pinned_scheduled_tag_stops_after_first_success() {
 
 #[test]
 fn repository_import_records_listed_tags_and_reports_the_rest() {
-    let mut s = stream("python", 1, vec![]);
+    let mut s = ImageStream::test("python").checked();
     s.spec.docker_image_repository = Some("quay.io/org/python".into());
     let world = World {
         repository: Some(RepositoryOutcome {
@@ -751,7 +692,7 @@ fn repository_import_records_listed_tags_and_reports_the_rest() {
 
 #[test]
 fn image_details_are_kept_for_current_images_only() {
-    let mut s = stream("app", 1, vec![docker("v", "quay.io/x/app")]);
+    let mut s = ImageStream::test("app").checked().tag("v", "quay.io/x/app");
     let with_details = |digest: &str| {
         let mut r = ok("quay.io/x/app", digest);
         if let Ok(img) = &mut r {

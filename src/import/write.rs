@@ -61,19 +61,17 @@ impl Writes<'_> {
         }
         let written = match changed {
             false => None,
-            true => match store_status(api, memory, stream, status).await {
-                Ok(Ok(rv)) => Some(rv),
-                refused_or_failed => {
-                    if mark_first {
-                        // The status that was to follow the annotation never came.
-                        memory.forget_pending(stream);
-                    }
-                    return refused_or_failed.map(|r| match r {
-                        Ok(_) => Stored::Written,
-                        Err(why) => Stored::Refused(why),
-                    });
+            true => {
+                let outcome = store_status(api, memory, stream, status).await;
+                if mark_first && !matches!(outcome, Ok(StatusWrite::Stored { .. })) {
+                    // The status that was to follow the annotation never came.
+                    memory.forget_pending(stream);
                 }
-            },
+                match outcome? {
+                    StatusWrite::Stored { version } => Some(version),
+                    StatusWrite::Refused { why } => return Ok(Stored::Refused(why)),
+                }
+            }
         };
         if mark && !mark_first {
             if let Some(rv) = written {
@@ -104,21 +102,28 @@ pub fn unstorable(
         .then(|| "the API server refused it before".into())
 }
 
-/// Writes a changed status: its resourceVersion, or why the API server refused it for its size.
+/// What became of one status write that did not fail outright.
+enum StatusWrite {
+    Stored { version: String },
+    Refused { why: String },
+}
+
+/// Writes a changed status: stored at a resourceVersion, or refused by the API server for its
+/// size (any other failure is an error).
 async fn store_status(
     api: &Api<ImageStream>,
     memory: &Memory,
     stream: &ImageStream,
     status: &ImageStreamStatus,
-) -> Result<Result<String, String>, Error> {
+) -> Result<StatusWrite, Error> {
     match write_status(api, &stream.name_any(), status).await {
-        Err(Error::Kube(e)) if rejected_for_size(&e) => {
-            Ok(Err(format!("the API server refused it: {e}")))
-        }
+        Err(Error::Kube(e)) if rejected_for_size(&e) => Ok(StatusWrite::Refused {
+            why: format!("the API server refused it: {e}"),
+        }),
         written => {
-            let rv = written?;
+            let version = written?;
             memory.remember_written(stream, status);
-            Ok(Ok(rv))
+            Ok(StatusWrite::Stored { version })
         }
     }
 }

@@ -100,16 +100,6 @@ impl TargetIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn stream(name: &str, tags: serde_json::Value) -> ImageStream {
-        serde_json::from_value(json!({
-            "apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
-            "metadata": {"name": name, "namespace": "demo"},
-            "spec": {"tags": tags}
-        }))
-        .unwrap()
-    }
 
     fn wanted(keys: &[&str]) -> BTreeSet<String> {
         keys.iter().map(|k| k.to_string()).collect()
@@ -126,15 +116,14 @@ mod tests {
     #[test]
     fn only_tags_that_follow_a_tag_are_indexed() {
         let mut index = TargetIndex::default();
-        index.apply(&stream(
-            "web",
-            json!([
-                {"name": "latest", "from": {"kind": "DockerImage", "name": "quay.io/team/web"}},
-                {"name": "pinned", "from": {"kind": "DockerImage", "name": "quay.io/team/web@sha256:0a1b"}},
-                {"name": "ref", "reference": true, "from": {"kind": "DockerImage", "name": "quay.io/team/web:ref"}},
-                {"name": "alias", "from": {"kind": "ImageStreamTag", "name": "web:latest"}},
-            ]),
-        ));
+        index.apply(
+            &ImageStream::test("web")
+                .tag("latest", "quay.io/team/web")
+                .tag("pinned", "quay.io/team/web@sha256:0a1b")
+                .tag("ref", "quay.io/team/web:ref")
+                .last_tag(|t| t.reference = Some(true))
+                .tracking("alias", "web:latest"),
+        );
         assert_eq!(
             index.targets(&wanted(&["quay.io/team/web:latest"])),
             [target("web", "latest")]
@@ -145,12 +134,7 @@ mod tests {
     #[test]
     fn an_update_replaces_and_a_removal_forgets() {
         let mut index = TargetIndex::default();
-        let one = |image: &str| {
-            stream(
-                "web",
-                json!([{"name": "t", "from": {"kind": "DockerImage", "name": image}}]),
-            )
-        };
+        let one = |image: &str| ImageStream::test("web").tag("t", image);
         index.apply(&one("quay.io/team/web:1"));
         index.apply(&one("quay.io/team/web:2"));
         assert!(index.targets(&wanted(&["quay.io/team/web:1"])).is_empty());
@@ -166,10 +150,8 @@ mod tests {
     #[test]
     fn a_reset_keeps_only_the_streams_given() {
         let mut index = TargetIndex::default();
-        let tags =
-            |image: &str| json!([{"name": "t", "from": {"kind": "DockerImage", "name": image}}]);
-        index.apply(&stream("old", tags("quay.io/team/old")));
-        let fresh = [stream("new", tags("quay.io/team/new"))];
+        index.apply(&ImageStream::test("old").tag("t", "quay.io/team/old"));
+        let fresh = [ImageStream::test("new").tag("t", "quay.io/team/new")];
         index.reset(fresh.iter());
         assert!(index
             .targets(&wanted(&["quay.io/team/old:latest"]))

@@ -278,29 +278,32 @@ mod tests {
             .await
             .expect("create");
         let seen = server.await.expect("server");
-        let name = seen[0].2["metadata"]["name"]
+        let [created, patched, other] = seen.as_slice() else {
+            panic!("expected a create, a patch of it and another create: {seen:?}");
+        };
+        let name = created.2["metadata"]["name"]
             .as_str()
             .expect("name")
             .to_string();
         assert!(name.starts_with("a."), "{name}");
         assert_eq!(
-            (seen[0].0.as_str(), seen[0].1.as_str()),
+            (created.0.as_str(), created.1.as_str()),
             ("POST", "/apis/events.k8s.io/v1/namespaces/demo/events?")
         );
-        assert_eq!(seen[0].2["reason"], "Imported");
-        assert_eq!(seen[0].2["note"], "one");
-        assert_eq!(seen[0].2["reportingController"], "imagestream-operator");
-        assert_eq!(seen[0].2["regarding"]["uid"], "uid-a");
+        assert_eq!(created.2["reason"], "Imported");
+        assert_eq!(created.2["note"], "one");
+        assert_eq!(created.2["reportingController"], "imagestream-operator");
+        assert_eq!(created.2["regarding"]["uid"], "uid-a");
         assert_eq!(
-            (seen[1].0.as_str(), seen[1].1.as_str()),
+            (patched.0.as_str(), patched.1.as_str()),
             (
                 "PATCH",
                 format!("/apis/events.k8s.io/v1/namespaces/demo/events/{name}?").as_str()
             )
         );
-        assert_eq!(seen[1].2["series"]["count"], 2);
-        assert!(seen[1].2["series"]["lastObservedTime"].is_string());
-        assert_eq!(seen[2].0, "POST");
-        assert_eq!(seen[2].2["reason"], "ImportFailed");
+        assert_eq!(patched.2["series"]["count"], 2);
+        assert!(patched.2["series"]["lastObservedTime"].is_string());
+        assert_eq!(other.0, "POST");
+        assert_eq!(other.2["reason"], "ImportFailed");
     }
 }
