@@ -130,6 +130,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             client.clone(),
             args.leader.config(&args.namespace, &metrics),
             health.clone(),
+            imagestream_operator::ops::terminated(),
             work,
         )
         .await

@@ -91,6 +91,7 @@ async fn acquires_renews_and_stops_writing_when_the_lease_is_lost() {
         client(fake.clone()),
         config,
         health.clone(),
+        std::future::pending(),
         move || async move {
             // Stands in for the controllers: "writing" while running, cleared when dropped.
             struct Guard(Arc<AtomicBool>);
@@ -150,5 +151,79 @@ async fn acquires_renews_and_stops_writing_when_the_lease_is_lost() {
     assert!(
         !writing.load(Ordering::SeqCst),
         "no writes after losing the lease"
+    );
+}
+
+fn config(identity: &str) -> LeaderConfig {
+    LeaderConfig {
+        namespace: "ops".into(),
+        lease_name: "imagestream-operator".into(),
+        identity: identity.into(),
+        duration: 3,
+        grace: 1,
+        metrics: Default::default(),
+    }
+}
+
+/// A standby waits for a lease another replica renews; SIGTERM (here: the shutdown future) ends
+/// the wait at once instead of after the pod's grace period, and the work never starts.
+#[tokio::test]
+async fn a_standby_stops_at_once_on_shutdown() {
+    let fake = Arc::new(FakeLease::default());
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    *fake.lease.lock().unwrap() = Some(json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "imagestream-operator", "namespace": "ops", "resourceVersion": "1"},
+        "spec": {"holderIdentity": "pod-a", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 3600}
+    }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_as_leader(
+        client(fake.clone()),
+        config("pod-b"),
+        Arc::new(Health::default()),
+        async {
+            let _ = stopped.await;
+        },
+        || async { panic!("a standby never runs the controllers") },
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = std::time::Instant::now();
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("the standby stopped within 2 s")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    println!("standby stopped {:?} after the signal", asked.elapsed());
+    let holder = fake.lease.lock().unwrap().as_ref().unwrap()["spec"]["holderIdentity"].clone();
+    assert_eq!(holder, "pod-a", "a standby leaves the leader's lease alone");
+}
+
+/// A leader whose controllers stopped on SIGTERM releases the lease on its way out, so the next
+/// replica does not wait for it to expire.
+#[tokio::test]
+async fn a_leader_releases_the_lease_when_its_work_ends() {
+    let fake = Arc::new(FakeLease::default());
+    let result = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_as_leader(
+            client(fake.clone()),
+            config("pod-a"),
+            Arc::new(Health::default()),
+            std::future::pending(),
+            || async { Ok(()) },
+        ),
+    )
+    .await
+    .expect("ended");
+    assert!(result.is_ok(), "{result:?}");
+    let lease = fake.lease.lock().unwrap().clone().unwrap();
+    let holder = &lease["spec"]["holderIdentity"];
+    assert!(
+        holder.is_null() || holder == "",
+        "released: {}",
+        lease["spec"]
     );
 }

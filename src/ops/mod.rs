@@ -82,6 +82,26 @@ pub async fn probe_api_server(
     }
 }
 
+/// Resolves on SIGTERM (what the kubelet sends on a rollout, a drain or `helm uninstall`) or
+/// SIGINT (Ctrl-C when run by hand): the same signals kube-runtime's Controller stops on.
+pub async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,14 @@ pub const NAMESPACED_PERMISSIONS: &[Permission] = &[
     (
         "coordination.k8s.io",
         "leases",
+        "list",
+        "",
+        "a standby watches the lease by name, to take it the moment a leader releases it",
+    ),
+    ("coordination.k8s.io", "leases", "watch", "", "same"),
+    (
+        "coordination.k8s.io",
+        "leases",
         "create",
         "",
         "create it the first time",
