@@ -146,6 +146,14 @@ impl ImageStream {
 }
 
 impl TagReference {
+    /// `importPolicy.insecure: true`.
+    pub fn insecure_import(mut self) -> Self {
+        self.import_policy
+            .get_or_insert_with(TagImportPolicy::default)
+            .insecure = Some(true);
+        self
+    }
+
     pub fn test(name: &str, kind: SourceKind, from: &str) -> Self {
         TagReference {
             name: name.into(),

@@ -81,7 +81,11 @@ pub fn source_of(stream: &ImageStream, tag: &TagReference) -> Option<Source> {
 }
 
 /// Fingerprint of the fields whose change makes OpenShift bump a tag's generation
-/// (`tagRefChanged`): from name, effective namespace, kind, `reference` and import mode.
+/// (`tagRefChanged`): from name, effective namespace, kind, `reference` and import mode; and,
+/// beyond OpenShift, whether the import may use plain HTTP (`importPolicy.insecure` or the
+/// stream's insecure-repository annotation). That is the remedy the "HTTP only" failure names, and
+/// the failure is not retried by itself, so setting it must count as a change. It is hashed only
+/// when set, so the fingerprint of every secure tag stays what it was before it was added.
 pub fn fingerprint(stream: &ImageStream, tag: &TagReference) -> String {
     let mut h = Sha256::new();
     if let Some(from) = &tag.from {
@@ -94,6 +98,9 @@ pub fn fingerprint(stream: &ImageStream, tag: &TagReference) -> String {
         h.update(format!("{:?}\0{}\0{}\0", from.kind, from.name, ns));
     }
     h.update(format!("{}\0{:?}", tag.is_reference(), tag.import_mode()));
+    if tag.insecure() || stream.insecure_repository() {
+        h.update("\0insecure");
+    }
     hex(&h.finalize()[..8])
 }
 
@@ -189,7 +196,7 @@ mod tests {
         let mut t = base.clone();
         t.import_policy = Some(crate::api::TagImportPolicy {
             scheduled: Some(true),
-            insecure: Some(true),
+            insecure: Some(false),
             import_mode: None,
         });
         t.annotations = Some([("a".to_string(), "b".to_string())].into());
@@ -199,8 +206,13 @@ mod tests {
         assert_eq!(
             fingerprint(&s, &t),
             f,
-            "scheduled, insecure, referencePolicy, annotations do not count"
+            "scheduled, insecure: false, referencePolicy, annotations do not count"
         );
+        // The remedy an "HTTP only" failure names re-imports at once, on the tag or the stream.
+        let insecure = fingerprint(&s, &base.clone().insecure_import());
+        assert_ne!(insecure, f);
+        let annotated = s.clone().annotated(crate::api::INSECURE_REPOSITORY, "true");
+        assert_eq!(fingerprint(&annotated, &base), insecure);
         assert_eq!(
             fingerprint(&s, &tag(SourceKind::DockerImage, "quay.io/x:1", Some("ns"))),
             f,

@@ -171,7 +171,7 @@ fn only_import_relevant_spec_changes_cause_a_re_import() {
     let t = &mut s.spec.tags.as_mut().unwrap()[0];
     t.import_policy = Some(TagImportPolicy {
         scheduled: Some(true),
-        insecure: Some(true),
+        insecure: Some(false),
         import_mode: Some(ImportMode::Legacy),
     });
     t.reference_policy = Some(TagReferencePolicy {
@@ -181,7 +181,18 @@ fn only_import_relevant_spec_changes_cause_a_re_import() {
     s.metadata.generation = Some(2);
     assert!(
         imports_needed(&s, &Hints::default()).is_empty(),
-        "scheduled/insecure/referencePolicy/annotations do not re-import"
+        "scheduled/referencePolicy/annotations do not re-import"
+    );
+    // Allowing plain HTTP does: it is the remedy an "HTTP only" failure names, and that
+    // failure is not retried by itself.
+    let insecure = s.clone().last_tag(|t| {
+        if let Some(p) = t.import_policy.as_mut() {
+            p.insecure = Some(true);
+        }
+    });
+    assert_eq!(
+        imports_needed(&insecure, &Hints::default())["a"],
+        Cause::SpecChanged
     );
     s.spec.tags.as_mut().unwrap()[0]
         .import_policy
