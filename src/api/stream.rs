@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.dockerImageRepository"
     ),
-    printcolumn(name = "Tags", type_ = "string", json_path = ".status.tags[*].tag"),
+    printcolumn(name = "Tags", type_ = "string", json_path = ".status.tagSummary"),
     printcolumn(
         name = "Updated",
         type_ = "date",
@@ -173,6 +173,39 @@ pub struct ImageStreamStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<TagEventCondition>,
+    /// Extension: the names of the tags that point at an image, comma-separated and shortened
+    /// to "… + N more" past 120 characters, for `kubectl get is` (a printer column's JSONPath
+    /// shows only the first element of a list, so `.status.tags[*].tag` showed one tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_summary: Option<String>,
+}
+
+/// Longest `tagSummary` before the rest is counted instead of listed.
+const TAG_SUMMARY_CHARS: usize = 120;
+
+impl ImageStreamStatus {
+    /// What `tagSummary` says for these tags: `oc get is`'s TAGS column, every name that fits.
+    pub fn summarize_tags(&self) -> Option<String> {
+        let names: Vec<&str> = self
+            .tags
+            .iter()
+            .filter(|t| !t.items.is_empty())
+            .map(|t| t.tag.as_str())
+            .collect();
+        let mut summary = String::new();
+        for (shown, name) in names.iter().enumerate() {
+            let more = names.len().saturating_sub(shown);
+            if summary.len().saturating_add(name.len()) > TAG_SUMMARY_CHARS && shown > 0 {
+                summary.push_str(&format!(" + {more} more..."));
+                break;
+            }
+            if shown > 0 {
+                summary.push(',');
+            }
+            summary.push_str(name);
+        }
+        Some(summary).filter(|s| !s.is_empty())
+    }
 }
 
 /// Image metadata read once per digest from the manifest and config blob.
@@ -408,5 +441,32 @@ impl NamedTagEventList {
             .map(|c| c.generation)
             .unwrap_or(0);
         item.max(cond)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_summary_lists_imported_tags_until_it_is_long_then_counts() {
+        let mut s = ImageStream::test("web")
+            .imported("3.6", "r/web@sha256:a")
+            .imported("latest", "r/web@sha256:a");
+        let status = s.status.clone().unwrap_or_default();
+        assert_eq!(status.summarize_tags().as_deref(), Some("3.6,latest"));
+        let names: Vec<String> = (0..40).map(|i| format!("v1.{i:02}")).collect();
+        for name in &names {
+            s = s.imported(name, "r/web@sha256:b");
+        }
+        let summary = s
+            .status
+            .unwrap_or_default()
+            .summarize_tags()
+            .unwrap_or_default();
+        assert!(summary.starts_with("3.6,latest,v1.00,"), "{summary}");
+        assert!(summary.ends_with(" more..."), "{summary}");
+        assert!(summary.len() < 140, "{summary}");
+        assert_eq!(ImageStreamStatus::default().summarize_tags(), None);
     }
 }

@@ -124,11 +124,13 @@ pub fn resolve(input: &Input) -> Resolution {
         repository: repository_status(input, &old),
         // The size budget, applied after this, owns `StatusTrimmed`; others are kept.
         conditions: old.conditions.clone(),
+        tag_summary: None,
     };
     for tag in &mut status.tags {
         cap_history(tag, input.max_history);
     }
     status.images = current_images(&status, input.outcomes, &old);
+    status.tag_summary = status.summarize_tags();
     let changes = diff(&old, &status);
     Resolution { status, changes }
 }
