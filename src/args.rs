@@ -28,19 +28,22 @@ pub struct RunArgs {
     #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
     /// The operator's own namespace: its Lease and its webhook certificate Secret live there.
+    /// Default: the namespace of the kube context (in a pod, the pod's own namespace).
     #[arg(
         long = "operator-namespace",
         alias = "leader-election-namespace",
         env = "POD_NAMESPACE",
-        default_value = "default"
+        default_value = ""
     )]
     pub namespace: String,
     /// Streams reconciled at once (and workloads evaluated at once per kind).
     #[arg(long, env = "CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
-    /// Address of the plain-HTTP /metrics, /healthz and /readyz endpoints.
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    pub metrics_addr: std::net::SocketAddr,
+    /// Address of the plain-HTTP /metrics, /healthz and /readyz endpoints. Default: 0.0.0.0:8080
+    /// in a pod (for the kubelet's probes), 127.0.0.1:8080 elsewhere (a laptop's port 8080 stays
+    /// private); port 0 picks a free one.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Log format. The level comes from RUST_LOG (default info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -63,6 +66,45 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// `--metrics-addr`, or its default for where the process runs.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        self.metrics_addr.unwrap_or_else(|| match in_pod {
+            true => ([0, 0, 0, 0], 8080).into(),
+            false => ([127, 0, 0, 1], 8080).into(),
+        })
+    }
+
+    /// One line saying what this process is about to do, for whoever reads the first log line.
+    pub fn log_start(&self, metrics: Option<std::net::SocketAddr>) {
+        let on_off = |on: bool| if on { "on" } else { "off" };
+        let namespaces = match self.watch_namespaces.is_empty() {
+            true => "all".to_string(),
+            false => self.watch_namespaces.join(","),
+        };
+        let webhook = self.admission.admission_addr;
+        let n = &self.notification;
+        let secret =
+            n.notification_token_file.is_some() || n.notification_hmac_secret_file.is_some();
+        let notifications = match (webhook, n.notification_addr) {
+            (Some(_), Some(a)) if secret => a.to_string(),
+            (Some(_), Some(_)) => "refused (no token or secret file)".to_string(),
+            _ => "off".to_string(),
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            namespaces,
+            operator_namespace = %self.namespace,
+            scheduled_import_interval = ?self.schedule.scheduled_import_interval,
+            leader_election = on_off(self.leader.leader_election),
+            triggers = on_off(!self.triggers.disable_triggers),
+            webhook = webhook.map_or("off".to_string(), |a| a.to_string()),
+            notifications,
+            metrics = metrics.map_or("?".to_string(), |a| a.to_string()),
+            "imagestream-operator starting"
+        );
+    }
+
     pub fn scope(&self) -> Scope {
         Scope::from_list(&self.watch_namespaces)
     }

@@ -77,8 +77,9 @@ impl Metrics {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run(mut args: RunArgs) -> anyhow::Result<()> {
     imagestream_operator::ops::logging::init(args.log_format);
+    let listener = server::listen(args.metrics_addr()).await?;
     let metrics = Metrics::new();
     // Flags are checked before anything starts, whether or not the endpoint serves them.
     let mut notify = args.notification.config()?;
@@ -88,6 +89,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
+    if args.namespace.is_empty() {
+        args.namespace = client.default_namespace().to_string();
+    }
+    args.log_start(listener.local_addr().ok());
     let config = args
         .registry
         .resolver_config(args.providers.load(&client)?)?;
@@ -95,11 +100,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let resolver: Arc<dyn ImageResolver> = Arc::new(resolver);
     let health = health(&args, &client);
-    let server = server::serve(
-        args.metrics_addr,
-        health.clone(),
-        Arc::new(metrics.exposition()),
-    );
+    let server = server::serve(listener, health.clone(), Arc::new(metrics.exposition()));
     // One ImageStream watch for the process: the webhook (every replica) and, on the leader,
     // the import and trigger controllers read the same store.
     let (cache, cache_driver) = StreamCache::scoped(client.clone(), &args.scope());

@@ -45,14 +45,21 @@ pub fn router(health: Arc<Health>, metrics: Arc<Registry>) -> Router {
         )
 }
 
+/// Binds the metrics and health address: first thing at start-up, so a port in use is the one
+/// error printed, before any watch has started.
+pub async fn listen(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for /metrics, /healthz and /readyz: {e}; choose another address with --metrics-addr (e.g. 127.0.0.1:0 for any free port)"
+        )
+    })
+}
+
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     health: Arc<Health>,
     metrics: Arc<Registry>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics and health: {e}"))?;
     axum::serve(listener, router(health, metrics)).await?;
     Ok(())
 }
