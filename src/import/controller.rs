@@ -301,9 +301,9 @@ fn hints_for(
     let hints = Hints {
         scheduled_due,
         retry: ctx.memory.retries_due(stream, now),
-        credentials_changed: ctx
+        sight: ctx
             .memory
-            .credentials_changed(stream, keyring.fingerprint()),
+            .observe_credentials(stream, keyring.fingerprint()),
     };
     (hints, throttled)
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use kube::ResourceExt;
 use parking_lot::Mutex;
 
+use super::plan::Sight;
 use crate::api::{ImageStream, ImageStreamStatus, DOCKER_REPOSITORY_CHECK};
 
 /// A stream version between our two writes, and what the write still to come adds to it.
@@ -169,11 +170,15 @@ impl Memory {
     }
 
     /// Records the credentials used now; true when they differ from the ones used last time.
-    pub fn credentials_changed(&self, stream: &ImageStream, fingerprint: String) -> bool {
+    /// Records the credentials that apply to the stream now, and says how this reconcile relates
+    /// to the ones before it in this process.
+    pub fn observe_credentials(&self, stream: &ImageStream, fingerprint: String) -> Sight {
         self.with(stream, |m| {
-            m.credentials
-                .replace(fingerprint.clone())
-                .is_some_and(|p| p != fingerprint)
+            match m.credentials.replace(fingerprint.clone()) {
+                None => Sight::First,
+                Some(p) if p != fingerprint => Sight::CredentialsChanged,
+                Some(_) => Sight::Unchanged,
+            }
         })
     }
 
@@ -339,7 +344,7 @@ mod tests {
             .at_version("1");
         let now = Instant::now();
         m.failed_again(&s, "t", |_| now);
-        m.credentials_changed(&s, "k".into());
+        m.observe_credentials(&s, "k".into());
         m.expect_write(&s, "2".into(), Follows::Annotation);
         m.remember_refused(&s, &Default::default(), &Default::default());
         m.set_urgent(

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{fingerprint, requested_generation};
 use crate::api::{ImageStream, TagReference, DOCKER_REPOSITORY_CHECK};
-use crate::registry::{credentials_may_help, ImageRef};
+use crate::registry::{credentials_may_help, transient_reason, ImageRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -31,11 +31,23 @@ impl Cause {
     }
 }
 
+/// A reconcile as the memory sees it (every reconciled stream keeps its credential fingerprint,
+/// so a stream without one has not been reconciled by this process yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sight {
+    /// The first reconcile of the stream in this process (after a start or a takeover): the
+    /// retries of the process before it are gone.
+    First,
+    #[default]
+    Unchanged,
+    CredentialsChanged,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Hints {
     pub scheduled_due: bool,
     pub retry: BTreeSet<String>,
-    pub credentials_changed: bool,
+    pub sight: Sight,
 }
 
 /// Importable tags that still take part in scheduled checks: a digest-pinned tag drops out after
@@ -73,27 +85,34 @@ pub fn imports_needed(stream: &ImageStream, hints: &Hints) -> BTreeMap<String, C
     for tag in stream.spec_tags().iter().filter(|t| t.importable()) {
         let status = stream.status_tag(&tag.name);
         let observed = status.map_or(0, |s| s.observed_generation());
-        let failed_for_credentials = status.is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.reason.as_deref().is_some_and(credentials_may_help))
-        });
-        let cause =
-            if status.and_then(|s| s.observed_spec.as_deref()) != Some(&fingerprint(stream, tag)) {
-                Some(Cause::SpecChanged)
-            } else if requested_generation(tag, generation).is_some_and(|g| g > observed) {
-                Some(Cause::Requested)
-            } else if check_missing {
-                Some(Cause::RepositoryCheck)
-            } else if hints.retry.contains(&tag.name) {
-                Some(Cause::Retry)
-            } else if hints.credentials_changed && failed_for_credentials {
-                Some(Cause::CredentialsChanged)
-            } else if hints.scheduled_due && is_scheduled(stream, tag) {
-                Some(Cause::Scheduled)
-            } else {
-                None
-            };
+        let failed_because = |why: fn(&str) -> bool| {
+            status.is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.reason.as_deref().is_some_and(why))
+            })
+        };
+        let cause = if status.and_then(|s| s.observed_spec.as_deref())
+            != Some(&fingerprint(stream, tag))
+        {
+            Some(Cause::SpecChanged)
+        } else if requested_generation(tag, generation).is_some_and(|g| g > observed) {
+            Some(Cause::Requested)
+        } else if check_missing {
+            Some(Cause::RepositoryCheck)
+        } else if hints.retry.contains(&tag.name) {
+            Some(Cause::Retry)
+        } else if hints.sight == Sight::First && failed_because(transient_reason) {
+            // Retries lived in the process before this one (a restart, a takeover, the
+            // upgrade that brought a fix such as a CA bundle): they are not lost with it.
+            Some(Cause::Retry)
+        } else if hints.sight == Sight::CredentialsChanged && failed_because(credentials_may_help) {
+            Some(Cause::CredentialsChanged)
+        } else if hints.scheduled_due && is_scheduled(stream, tag) {
+            Some(Cause::Scheduled)
+        } else {
+            None
+        };
         if let Some(cause) = cause {
             out.insert(tag.name.clone(), cause);
         }

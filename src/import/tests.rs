@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::{imports_needed, is_scheduled, Cause, Hints};
+use super::plan::{imports_needed, is_scheduled, Cause, Hints, Sight};
 use super::resolve::{resolve, Input, Outcome, RepositoryOutcome, TagChange};
 use super::spec::import_pending;
 use crate::api::*;
@@ -356,7 +356,7 @@ fn a_failed_non_scheduled_tag_is_not_retried_by_itself() {
         imports_needed(
             &s,
             &Hints {
-                credentials_changed: true,
+                sight: Sight::CredentialsChanged,
                 ..Default::default()
             }
         )["a"],
@@ -769,4 +769,40 @@ fn one_event_per_reconcile_names_the_tags_and_counts_the_rest() {
         "tag bad: NotFound: no such tag; imported meanwhile: tag t0 now points at r/x@sha256:0; tag t1 now points at r/x@sha256:1 (requested by a distribution push notification)"
     );
     assert!(summary_event(&[], None).is_none());
+}
+
+#[test]
+fn a_transient_failure_is_retried_by_the_next_process_and_a_permanent_one_is_not() {
+    let mut s = ImageStream::test("python")
+        .checked()
+        .tag("down", "x/down")
+        .tag("gone", "x/gone");
+    let unreachable = RegistryError::Unreachable {
+        reference: "x/down".into(),
+        detail: "invalid peer certificate: UnknownIssuer".into(),
+    };
+    let not_found = RegistryError::NotFound {
+        reference: "x/gone".into(),
+        detail: "manifest unknown".into(),
+    };
+    World::default().step(
+        &mut s,
+        &[
+            ("down", Cause::SpecChanged, Err(unreachable)),
+            ("gone", Cause::SpecChanged, Err(not_found)),
+        ],
+        0,
+    );
+    // This process keeps the backoff of "down" in memory; nothing else is due.
+    assert!(imports_needed(&s, &Hints::default()).is_empty());
+    // A new process (restart, takeover, the upgrade that brought a CA bundle) has no memory:
+    // it retries what would have been retried, and leaves the permanent failure alone.
+    let first = Hints {
+        sight: Sight::First,
+        ..Default::default()
+    };
+    assert_eq!(
+        imports_needed(&s, &first),
+        BTreeMap::from([("down".to_string(), Cause::Retry)])
+    );
 }

@@ -15,14 +15,25 @@ pub enum LogFormat {
 
 /// Installs the process's subscriber: level from RUST_LOG (default info), no colour codes.
 pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::new(directives(std::env::var("RUST_LOG").ok()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.with_writer(Escaped(std::io::stdout)).init(),
+    }
+}
+
+/// RUST_LOG (default `info`), with rustls silenced unless it names rustls: rustls logs every
+/// failed handshake with a tenant's registry at ERROR, while the import already reports it
+/// where the tenant sees it (the tag's condition and an Event) and in the operator's own line.
+fn directives(rust_log: Option<String>) -> String {
+    let given = rust_log.filter(|d| !d.trim().is_empty());
+    let base = given.unwrap_or_else(|| "info".into());
+    match base.contains("rustls") {
+        true => base,
+        false => format!("{base},rustls=off"),
     }
 }
 
@@ -78,6 +89,17 @@ pub fn escape_line(line: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rustls_is_silent_unless_asked_for() {
+        assert_eq!(directives(None), "info,rustls=off");
+        assert_eq!(directives(Some(" ".into())), "info,rustls=off");
+        assert_eq!(directives(Some("debug".into())), "debug,rustls=off");
+        assert_eq!(
+            directives(Some("info,rustls=debug".into())),
+            "info,rustls=debug"
+        );
+    }
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]

@@ -39,6 +39,30 @@ pub enum RegistryError {
     },
 }
 
+/// A TLS failure a CA bundle would fix, as rustls words it.
+fn untrusted_certificate(detail: &str) -> bool {
+    [
+        "UnknownIssuer",
+        "unknown issuer",
+        "self-signed",
+        "SelfSigned",
+    ]
+    .iter()
+    .any(|m| detail.contains(m))
+}
+
+/// Whether a failure recorded with this condition reason is retried with backoff (the registry
+/// or its network may recover by itself) rather than waiting for a change.
+pub fn transient_reason(reason: &str) -> bool {
+    [
+        reason::RATE_LIMITED,
+        reason::UNREACHABLE,
+        reason::INTERNAL_ERROR,
+        reason::CREDENTIAL_PROVIDER_FAILED,
+    ]
+    .contains(&reason)
+}
+
 /// Whether a failure recorded with this condition reason is one a new or changed pull secret
 /// could fix (a registry hides private repositories behind 401, 403 or 404).
 pub fn credentials_may_help(reason: &str) -> bool {
@@ -64,13 +88,7 @@ impl RegistryError {
     /// Transient failures are retried with backoff; permanent ones wait for a schedule tick, a
     /// spec change, a re-import request or a pull-secret change.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. }
-                | Self::Unreachable { .. }
-                | Self::Internal { .. }
-                | Self::CredentialProvider { .. }
-        )
+        transient_reason(self.reason())
     }
 
     /// Failures a new or changed pull secret could fix.
@@ -122,6 +140,8 @@ pub(super) fn classify(image: &ImageRef, e: HttpError, had_credentials: bool) ->
             reference,
             detail: if timeout {
                 format!("the request timed out: {detail}")
+            } else if untrusted_certificate(&detail) {
+                format!("{detail}; the registry's certificate is not signed by a CA the operator trusts: if a private CA signed it, give the operator that CA (--registry-ca-bundle, chart value controller.registryCABundle), or list the registry in --insecure-registries (controller.insecureRegistries) to skip verification")
             } else {
                 detail
             },
@@ -201,6 +221,20 @@ fn classify_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_ca_names_the_ca_bundle_and_the_insecure_list() {
+        let image = ImageRef::parse("reg.example:5000/team/app:1").expect("reference");
+        let e = HttpError::Transport {
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+            connect: true,
+            timeout: false,
+            plain_http: false,
+        };
+        let said = classify(&image, e, false).to_string();
+        assert!(said.contains("--registry-ca-bundle"), "{said}");
+        assert!(said.contains("--insecure-registries"), "{said}");
+    }
 
     #[test]
     fn statuses_map_to_openshift_reasons() {
