@@ -158,7 +158,7 @@ fn get_lists_streams_and_tags() {
             {"tag": "35", "items": [item(&format!("centos/python-35-centos7@{D35}"), D35, "2017-10-03T19:48:00Z")]}]}
     }));
     assert_eq!(
-        format::get_streams(std::slice::from_ref(&s), now()),
+        format::get_streams(std::slice::from_ref(&s), false, now()),
         "NAME     IMAGE REPOSITORY   TAGS    UPDATED\npython                      35,34   7 seconds ago\n"
     );
     let tags = format::get_tags(&[s], now());
@@ -417,4 +417,103 @@ async fn describe_never_prints_escape_sequences() {
             .any(|c| c.is_control() && c != '\n' && c != '\t'),
         "{out:?}"
     );
+}
+
+/// The first-hour items: what kubectl habits expect of the plugin, one assertion each.
+#[tokio::test]
+async fn kubectl_habits_work_and_errors_say_what_is_wrong() {
+    // `describe is/python`, `get is -o wide`, `--timeout 1m` parse.
+    let (r, out, _) = run(&["describe", "is/python"], vec![python()]).await;
+    r.unwrap();
+    assert!(out.starts_with("Name:"), "{out}");
+    let (r, out, _) = run(&["get", "is", "-o", "wide"], vec![json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamList", "metadata": {}, "items": [python()]})]).await;
+    r.unwrap();
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(Cli::try_parse_from([
+        "kubectl-imagestream",
+        "import-image",
+        "python:3.5",
+        "--timeout",
+        "1m"
+    ])
+    .is_ok());
+
+    // `deployment.apps/web`, and a container the Deployment does not have.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "demo"},
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "x"}]}}}
+    });
+    let (r, _, calls) = run(
+        &[
+            "set",
+            "triggers",
+            "deployment.apps/web",
+            "--from-image=python:3.5",
+            "-c",
+            "nosuchcontainer",
+        ],
+        vec![deployment],
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("no container \"nosuchcontainer\"") && e.contains("web"),
+        "{e}"
+    );
+    assert_eq!(calls.len(), 1, "nothing written");
+
+    // A missing Deployment: the API server's sentence, not a dump of its structure.
+    let (r, _, _) = run(
+        &["set", "triggers", "deploy/gone", "--from-image=python:3.5"],
+        vec![Value::Null],
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        !e.contains("ErrorResponse") && !e.contains("Status {"),
+        "{e}"
+    );
+
+    // Things that do not exist are not "without an image yet".
+    let (r, _, _) = run(&["describe", "istag", "python:nope"], vec![python()]).await;
+    assert_eq!(r.unwrap_err(), "image stream tag python:nope not found");
+    let (r, _, _) = run(&["tag", "nosuchstream:1", "python:copy"], vec![Value::Null]).await;
+    assert_eq!(r.unwrap_err(), "image stream demo/nosuchstream not found");
+
+    // `set image-lookup` with no names lists, as oc does.
+    let (r, out, _) = run(&["set", "image-lookup"], vec![json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamList", "metadata": {}, "items": [python()]})]).await;
+    r.unwrap();
+    assert_eq!(out, "NAME     LOCAL\npython   false\n");
+}
+
+#[test]
+fn describe_hides_the_applied_configuration_and_import_failure_is_not_imported() {
+    let mut s = stream(python());
+    s.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+            "{\"big\":1}".to_string(),
+        )]
+        .into(),
+    );
+    let text = format::describe_stream(&s, now());
+    assert!(!text.contains("last-applied"), "{text}");
+    assert!(format::describe_istag(&s, "3.5", now())
+        .unwrap()
+        .ends_with('\n'));
+
+    let mut failed = stream(python());
+    if let Some(st) = failed.status.as_mut() {
+        st.tags[0].conditions = vec![TagEventCondition {
+            type_: "ImportSuccess".into(),
+            status: "False".into(),
+            last_transition_time: None,
+            reason: Some("NotFound".into()),
+            message: Some("manifest unknown".into()),
+            generation: 4,
+        }];
+    }
+    let (text, bad) = format::import_result(&failed, "3.5", false, now());
+    assert!(bad && text.starts_with("import failed"), "{text}");
 }

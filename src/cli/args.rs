@@ -47,16 +47,17 @@ pub enum Command {
     /// Import an image now (create the stream with --from and --confirm) and show the result.
     #[command(name = "import-image")]
     ImportImage(ImportArgs),
-    /// Describe an image stream (is NAME), a tag (istag NAME:TAG) or an image (isimage NAME@DIGEST).
+    /// Describe an image stream (is NAME), a tag (istag NAME:TAG) or an image (isimage
+    /// NAME@DIGEST); kubectl's KIND/NAME form (is/python) works too.
     Describe {
-        #[arg(value_enum)]
-        kind: DescribeKind,
-        name: String,
+        /// is, istag or isimage (or their long names), alone or as KIND/NAME.
+        kind: String,
+        name: Option<String>,
     },
-    /// List image streams (is) or tags (istag [STREAM]).
+    /// List image streams (is) or tags (istag [STREAM]); also is/NAME.
     Get {
-        #[arg(value_enum)]
-        kind: GetKind,
+        /// is or istag (or their long names), alone or as KIND/NAME.
+        kind: String,
         name: Option<String>,
     },
     /// Set triggers or image lookup.
@@ -120,8 +121,8 @@ pub struct ImportArgs {
     /// local or source.
     #[arg(long, value_enum, ignore_case = true)]
     pub reference_policy: Option<ReferencePolicy>,
-    /// How long to wait for the controller's result.
-    #[arg(long, default_value = "60s", value_parser = parse_secs)]
+    /// How long to wait for the controller's result (60s, 1m, 2m30s; a plain number is seconds).
+    #[arg(long, default_value = "60s", value_parser = crate::api::duration::parse_flag)]
     pub timeout: Duration,
 }
 
@@ -150,18 +151,39 @@ pub enum SetCommand {
     },
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let n = s.trim_end_matches('s');
-    n.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{s:?} is not a number of seconds such as 60s"))
-}
-
-/// `-o`: structured output instead of the table or text.
+/// `-o`: structured output instead of the table or text, or the wide table.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Json,
     Yaml,
+    /// `get`: every tag, none counted as "+ N more"; elsewhere the usual text.
+    Wide,
+}
+
+/// `describe`/`get`'s KIND and NAME, given as two words (`is python`) or as kubectl's
+/// `KIND/NAME` (`is/python`, `imagestream.image.openshift.io/python`).
+pub fn kind_and_name<K: ValueEnum>(
+    kind: &str,
+    name: Option<String>,
+) -> Result<(K, Option<String>), String> {
+    let (kind, name) = match (kind.split_once('/'), name) {
+        (Some(_), Some(extra)) => {
+            return Err(format!(
+                "{kind:?} already names the object; {extra:?} is one too many"
+            ))
+        }
+        (Some((k, n)), None) => (k, Some(n.to_string())),
+        (None, name) => (kind, name),
+    };
+    let bare = kind.strip_suffix(".image.openshift.io").unwrap_or(kind);
+    let parsed = K::from_str(bare, true).map_err(|_| {
+        let known: Vec<String> = K::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+            .collect();
+        format!("{kind:?} is not one of {}", known.join(", "))
+    })?;
+    Ok((parsed, name))
 }
 
 /// What `describe` shows.
@@ -169,9 +191,13 @@ pub enum Output {
 pub enum DescribeKind {
     #[value(name = "is", alias = "imagestream", alias = "imagestreams")]
     Is,
-    #[value(name = "istag", alias = "imagestreamtag")]
+    #[value(name = "istag", alias = "imagestreamtag", alias = "imagestreamtags")]
     Istag,
-    #[value(name = "isimage", alias = "imagestreamimage")]
+    #[value(
+        name = "isimage",
+        alias = "imagestreamimage",
+        alias = "imagestreamimages"
+    )]
     Isimage,
 }
 

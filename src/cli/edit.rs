@@ -153,7 +153,13 @@ pub fn tag_source(
             let item = source_stream
                 .and_then(|s| s.status_tag(tag))
                 .and_then(|t| t.items.first())
-                .ok_or_else(|| format!("{ns}/{stream}:{tag} has no image yet; wait for its import or use --alias to track it"))?;
+                .ok_or_else(|| match source_stream {
+                    None => format!("image stream {ns}/{stream} not found"),
+                    Some(s) if s.spec_tag(tag).is_none() && s.status_tag(tag).is_none() => {
+                        format!("image stream tag {ns}/{stream}:{tag} not found")
+                    }
+                    Some(_) => format!("{ns}/{stream}:{tag} has no image yet; wait for its import or use --alias to track it"),
+                })?;
             if item.image.is_empty() {
                 return Ok(from(
                     SourceKind::DockerImage,

@@ -155,11 +155,10 @@ pub fn describe_stream(stream: &ImageStream, now: Timestamp) -> String {
     let created = stream.metadata.creation_timestamp.as_ref().map(|t| t.0);
     line(&mut out, "Created", &[ago(created.as_ref(), now)]);
     line(&mut out, "Labels", &kv_map(stream.metadata.labels.as_ref()));
-    line(
-        &mut out,
-        "Annotations",
-        &kv_map(stream.metadata.annotations.as_ref()),
-    );
+    // As kubectl describe does: the applied copy of the whole object is noise here.
+    let mut annotations = stream.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    line(&mut out, "Annotations", &kv_map(Some(&annotations)));
     let repository = status
         .public_docker_image_repository
         .clone()
@@ -428,7 +427,7 @@ fn describe_image(
 }
 
 /// `get is`: NAME, IMAGE REPOSITORY, TAGS, UPDATED.
-pub fn get_streams(streams: &[ImageStream], now: Timestamp) -> String {
+pub fn get_streams(streams: &[ImageStream], wide: bool, now: Timestamp) -> String {
     let mut rows = vec![[
         "NAME".to_string(),
         "IMAGE REPOSITORY".into(),
@@ -460,17 +459,17 @@ pub fn get_streams(streams: &[ImageStream], now: Timestamp) -> String {
         rows.push([
             s.metadata.name.clone().unwrap_or_default(),
             repo,
-            join_tags(&tags),
+            join_tags(&tags, if wide { usize::MAX } else { 40 }),
             updated,
         ]);
     }
     table(&rows)
 }
 
-fn join_tags(tags: &[(Timestamp, String)]) -> String {
+fn join_tags(tags: &[(Timestamp, String)], width: usize) -> String {
     let mut out = String::new();
     for (i, (_, t)) in tags.iter().enumerate() {
-        if !out.is_empty() && out.len() + t.len() > 40 {
+        if !out.is_empty() && out.len().saturating_add(t.len()) > width {
             return format!("{out} + {} more...", tags.len() - i);
         }
         if !out.is_empty() {
@@ -548,9 +547,22 @@ pub fn import_result(s: &ImageStream, tag: &str, all: bool, now: Timestamp) -> (
             })
         })
         .collect();
-    let mut out = String::from(match failed.is_empty() {
-        true => "imported\n\n",
-        false => "imported with errors\n\n",
+    let asked = s
+        .status
+        .iter()
+        .flat_map(|st| &st.tags)
+        .filter(|t| all || t.tag == tag)
+        .count();
+    let failed_tags = s
+        .status
+        .iter()
+        .flat_map(|st| &st.tags)
+        .filter(|t| (all || t.tag == tag) && !t.conditions.is_empty())
+        .count();
+    let mut out = String::from(match (failed.is_empty(), failed_tags >= asked) {
+        (true, _) => "imported\n\n",
+        (false, true) => "import failed\n\n",
+        (false, false) => "imported with errors\n\n",
     });
     for f in &failed {
         out.push_str(&format!("error: {f}\n"));
@@ -573,11 +585,27 @@ pub fn structured<T: serde::Serialize>(
     output: super::args::Output,
 ) -> anyhow::Result<String> {
     Ok(match output {
-        super::args::Output::Json => serde_json::to_string_pretty(value)? + "\n",
+        // Wide is a table, not a structure; callers print their table for it.
+        super::args::Output::Json | super::args::Output::Wide => {
+            serde_json::to_string_pretty(value)? + "\n"
+        }
         super::args::Output::Yaml => {
             serde_saphyr::to_string(value).map_err(|e| anyhow::anyhow!("{e}"))?
         }
     })
+}
+
+/// `set image-lookup` with no names: each stream and whether its short name resolves.
+pub fn image_lookup_table(streams: &[ImageStream]) -> String {
+    let mut rows = vec![["NAME".to_string(), "LOCAL".to_string()]];
+    for s in streams {
+        let local = s.spec.lookup_policy.as_ref().is_some_and(|p| p.local);
+        rows.push([
+            s.metadata.name.clone().unwrap_or_default(),
+            local.to_string(),
+        ]);
+    }
+    table(&rows)
 }
 
 /// `set triggers KIND/NAME` with nothing to change: the workload's triggers as a table.

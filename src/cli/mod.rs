@@ -34,10 +34,19 @@ pub enum CliError {
     /// kept changing, not answered in time.
     #[error("{0}")]
     Failed(String),
-    #[error("{0}")]
+    #[error("{}", kube_message(.0))]
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Other(#[from] anyhow::Error),
+}
+
+/// What the API server said, as kubectl prints it (`deployments.apps "web" not found`), not the
+/// whole error structure.
+fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl From<String> for CliError {
@@ -97,9 +106,12 @@ async fn run(cli: Cli, client: Client, namespace: &str, out: &mut String) -> Res
         Command::Tag(args) => tag(&client, namespace, args, out).await,
         Command::ImportImage(args) => import_image(&streams, namespace, args, out).await,
         Command::Describe { kind, name } => {
+            let (kind, name) = args::kind_and_name::<DescribeKind>(&kind, name)?;
+            let name = name.ok_or_else(|| CliError::Usage("describe needs a NAME".into()))?;
             describe(&streams, kind, &name, cli.global.output, out).await
         }
         Command::Get { kind, name } => {
+            let (kind, name) = args::kind_and_name::<GetKind>(&kind, name)?;
             get(&streams, kind, name.as_deref(), cli.global.output, out).await
         }
         Command::Set(SetCommand::ImageLookup { names, enabled }) => {
@@ -441,8 +453,8 @@ async fn describe(
                 .await?
                 .ok_or_else(|| CliError::Failed(format!("image stream {name} not found")))?;
             out.push_str(&match output {
-                Some(o) => structured(&s, o)?,
-                None => format::describe_stream(&s, now),
+                Some(o @ (args::Output::Json | args::Output::Yaml)) => structured(&s, o)?,
+                _ => format::describe_stream(&s, now),
             });
         }
         DescribeKind::Istag => {
@@ -453,8 +465,11 @@ async fn describe(
                 .get_opt(stream)
                 .await?
                 .ok_or_else(|| CliError::Failed(format!("image stream {stream} not found")))?;
-            let text = format::describe_istag(&s, tag, now).ok_or_else(|| {
-                CliError::Failed(format!("image stream tag {stream}:{tag} has no image yet"))
+            let text = format::describe_istag(&s, tag, now).ok_or_else(|| match s.spec_tag(tag) {
+                Some(_) => CliError::Failed(format!(
+                    "image stream tag {stream}:{tag} has no image yet (`kubectl imagestream describe is {stream}` says why)"
+                )),
+                None => CliError::Failed(format!("image stream tag {stream}:{tag} not found")),
             })?;
             out.push_str(&text);
         }
@@ -487,12 +502,13 @@ async fn get(
             .ok_or_else(|| CliError::Failed(format!("image stream {n} not found")))?],
         None => streams.list(&Default::default()).await?.items,
     };
-    if let Some(o) = output {
+    if let Some(o @ (args::Output::Json | args::Output::Yaml)) = output {
         out.push_str(&structured(&list, o)?);
         return Ok(());
     }
+    let wide = output == Some(args::Output::Wide);
     out.push_str(&match kind {
-        GetKind::Is => format::get_streams(&list, now),
+        GetKind::Is => format::get_streams(&list, wide, now),
         GetKind::Istag => format::get_tags(&list, now),
     });
     Ok(())
@@ -502,6 +518,8 @@ fn workload_ref(arg: &str) -> Result<(Kind, String), CliError> {
     let (k, n) = arg.split_once('/').ok_or_else(|| {
         CliError::Usage(format!("{arg:?} must be KIND/NAME, e.g. deployment/web"))
     })?;
+    // kubectl's fully qualified spelling: deployment.apps/web, cronjobs.batch/nightly.
+    let k = k.split_once('.').map_or(k, |(kind, _group)| kind);
     let kind = Kind::parse(k).ok_or_else(|| {
         CliError::Usage(format!("{k:?} is not a workload kind with a pod template"))
     })?;
@@ -516,6 +534,12 @@ async fn image_lookup(
     enabled: bool,
     out: &mut String,
 ) -> Result<(), CliError> {
+    if names.is_empty() {
+        // As oc does: with nothing named, say which streams resolve short names.
+        let list = streams.list(&Default::default()).await?.items;
+        out.push_str(&format::image_lookup_table(&list));
+        return Ok(());
+    }
     for n in names {
         if n.contains('/') {
             let (kind, name) = workload_ref(n)?;
@@ -588,7 +612,10 @@ async fn triggers(
     } else if let Some(from) = &from_image {
         let (ns, stream, tag) = edit::parse_dest(from)?;
         let c = match containers {
-            Some(c) => c,
+            Some(c) => {
+                check_containers(kind, &obj, workload, &c)?;
+                c
+            }
             None => first_container(kind, &obj).ok_or_else(|| {
                 CliError::Usage("the pod template has no containers; pass -c CONTAINER".into())
             })?,
@@ -612,6 +639,26 @@ async fn triggers(
         "{}/{name} triggers updated\n",
         kind.name().to_ascii_lowercase()
     ));
+    Ok(())
+}
+
+/// `-c a,b`: every name must be a container (or init container) of the pod template, or the
+/// trigger would never fire and nothing would say why.
+fn check_containers(
+    kind: Kind,
+    obj: &DynamicObject,
+    workload: &str,
+    names: &str,
+) -> Result<(), CliError> {
+    let present = crate::triggers::workload::container_names(kind, &obj.data);
+    for name in names.split(',').map(str::trim) {
+        if !present.iter().any(|p| p == name) {
+            return Err(CliError::Usage(format!(
+                "{workload} has no container {name:?}; its containers: {}",
+                present.join(", ")
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -30,6 +30,19 @@ pub fn pod_spec(kind: Kind, obj: &Value) -> Option<&Value> {
     kind.pod_spec_keys().iter().try_fold(obj, |v, k| v.get(*k))
 }
 
+/// The names of the pod template's containers, then its init containers.
+pub fn container_names(kind: Kind, obj: &Value) -> Vec<String> {
+    let Some(spec) = pod_spec(kind, obj) else {
+        return Vec::new();
+    };
+    ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k)?.as_array())
+        .flatten()
+        .filter_map(|c| c.get("name")?.as_str().map(str::to_string))
+        .collect()
+}
+
 /// (name, image) of the container a reference selects.
 pub fn find_container(kind: Kind, obj: &Value, c: &ContainerRef) -> Option<(String, String)> {
     let list = pod_spec(kind, obj)?
