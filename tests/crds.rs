@@ -210,6 +210,30 @@ fn bad_input_is_rejected_with_a_clear_message() {
             json!({"apiVersion": "image.openshift.io/v1", "kind": "ImageStream", "metadata": {"name": "x"}, "spec": {"dockerImageRepository": "quay.io/org/app@sha256:abc"}}),
             "without a tag or digest",
         ),
+        (
+            with_tags(json!([{"name": "bad:tag"}])),
+            "a tag name is what a registry accepts",
+        ),
+        (
+            with_tags(json!([{"name": ".hidden"}])),
+            "a tag name is what a registry accepts",
+        ),
+        (
+            with_tags(
+                json!([{"name": "a", "from": {"kind": "DockerImage", "name": "quay.io/org/App:1"}}]),
+            ),
+            "the repository in lower case",
+        ),
+        (
+            with_tags(
+                json!([{"name": "a", "from": {"kind": "DockerImage", "name": "nginx :1.27"}}]),
+            ),
+            "no spaces",
+        ),
+        (
+            with_tags(json!([{"name": "a", "from": {"kind": "DockerImage", "name": " nginx"}}])),
+            "no spaces",
+        ),
     ];
     for (object, expected) in cases {
         let errors = validate(&object).join("\n");
@@ -222,6 +246,24 @@ fn bad_input_is_rejected_with_a_clear_message() {
         json!([{"name": "a", "from": {"kind": "DockerImage", "name": "localhost:5000/app:1"}, "importPolicy": {"scheduled": true}}]),
     );
     assert_eq!(validate(&fine), Vec::<String>::new());
+    let digest = format!("sha256:{}", "0a".repeat(32));
+    for name in [
+        "nginx".to_string(),
+        "nginx:1.27-alpine".into(),
+        "docker.io/library/python:3.12-slim".into(),
+        "127.0.0.1:5000/big/app:t0".into(),
+        "Registry.Example.com/team/app_x__y-z:V1.0".into(),
+        format!("quay.io/org/app@{digest}"),
+        format!("quay.io/org/app:1@{digest}"),
+    ] {
+        let tag =
+            with_tags(json!([{"name": "v1.2_3-x", "from": {"kind": "DockerImage", "name": name}}]));
+        assert_eq!(validate(&tag), Vec::<String>::new(), "{name}");
+    }
+    // Other kinds name streams, not registries.
+    let alias =
+        with_tags(json!([{"name": "a", "from": {"kind": "ImageStreamTag", "name": "Other:1"}}]));
+    assert_eq!(validate(&alias), Vec::<String>::new());
 }
 
 #[test]

@@ -61,7 +61,12 @@ pub struct ImageLookupPolicy {
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.importPolicy) || !has(self.importPolicy.scheduled) || !self.importPolicy.scheduled || !has(self.from) || self.from.kind == 'DockerImage'"
 ).message("only tags pointing to Docker repositories may be scheduled for background import: remove importPolicy.scheduled or use from.kind DockerImage"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "self.name.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]*$')"
+).message("a tag name is what a registry accepts as a tag: letters, digits, '_', '.' and '-', not starting with '.' or '-' (e.g. latest, 3.12, v1.2.3-alpine)"))]
 pub struct TagReference {
+    /// The tag's name: what a registry accepts as a tag (at most 128 characters).
+    #[schemars(extend("maxLength" = 128))]
     pub name: String,
     /// Free-form annotations (description, tags, supports, sampleRepo, prefer-arch, ...).
     #[serde(default)]
@@ -85,9 +90,16 @@ pub struct TagReference {
 /// OpenShift's `from`: a core ObjectReference restricted to the three image source kinds.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(DOCKER_REFERENCE_RULE).message(
+    "from.name of a DockerImage tag must be an image reference as docker pull takes it: [registry[:port]/]repository[:tag][@sha256:digest], the repository in lower case, no spaces (e.g. quay.io/org/app:1.2 or nginx:1.27)"
+))]
 pub struct TagSource {
     #[schemars(extend("maxLength" = 32))]
     pub kind: SourceKind,
+    /// A pull spec for DockerImage (a name without a registry means Docker Hub, as for
+    /// `docker pull` and in OpenShift: `nginx` is docker.io/library/nginx), `stream:tag` for
+    /// ImageStreamTag, `stream@digest` for ImageStreamImage.
+    #[schemars(extend("maxLength" = 512))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -96,6 +108,17 @@ pub struct TagSource {
     #[schemars(extend("enum" = [""]))]
     pub api_version: Option<String>,
 }
+
+/// The Docker reference grammar, as tight as the API server's CEL cost budget allows for 1,000
+/// tags: an optional registry host with port, lower-case path components, an optional tag and
+/// an optional digest. OpenShift refuses what it cannot parse; so does the schema, at apply time.
+const DOCKER_REFERENCE_RULE: &str = concat!(
+    "self.kind != 'DockerImage' || self.name.matches('^",
+    r"([a-zA-Z0-9.-]+(:[0-9]+)?/)?", // registry host[:port]/
+    r"[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*", // repository
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@[a-z0-9]+:[0-9a-f]{32,})?", // :tag, @digest
+    "$')"
+);
 
 #[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SourceKind {
