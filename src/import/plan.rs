@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::spec::{fingerprint, requested_generation};
 use crate::api::{ImageStream, TagReference, DOCKER_REPOSITORY_CHECK};
-use crate::registry::{credentials_may_help, transient_reason, ImageRef};
+use crate::registry::{credentials_may_help, ImageRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -102,9 +102,11 @@ pub fn imports_needed(stream: &ImageStream, hints: &Hints) -> BTreeMap<String, C
             Some(Cause::RepositoryCheck)
         } else if hints.retry.contains(&tag.name) {
             Some(Cause::Retry)
-        } else if hints.sight == Sight::First && failed_because(transient_reason) {
-            // Retries lived in the process before this one (a restart, a takeover, the
-            // upgrade that brought a fix such as a CA bundle): they are not lost with it.
+        } else if hints.sight == Sight::First && failed_because(|_| true) {
+            // Retries lived in the process before this one, and a new process is how an
+            // operator-side fix arrives (a CA bundle, an allowed or insecure registry, a
+            // credential provider): every failed tag is tried once more, then follows the
+            // usual rules.
             Some(Cause::Retry)
         } else if hints.sight == Sight::CredentialsChanged && failed_because(credentials_may_help) {
             Some(Cause::CredentialsChanged)

@@ -772,7 +772,7 @@ fn one_event_per_reconcile_names_the_tags_and_counts_the_rest() {
 }
 
 #[test]
-fn a_transient_failure_is_retried_by_the_next_process_and_a_permanent_one_is_not() {
+fn the_next_process_tries_every_failed_tag_once() {
     let mut s = ImageStream::test("python")
         .checked()
         .tag("down", "x/down")
@@ -795,14 +795,17 @@ fn a_transient_failure_is_retried_by_the_next_process_and_a_permanent_one_is_not
     );
     // This process keeps the backoff of "down" in memory; nothing else is due.
     assert!(imports_needed(&s, &Hints::default()).is_empty());
-    // A new process (restart, takeover, the upgrade that brought a CA bundle) has no memory:
-    // it retries what would have been retried, and leaves the permanent failure alone.
+    // A new process (restart, takeover, the upgrade that brought a CA bundle or a registry
+    // list) has no memory: it tries both failed tags once.
     let first = Hints {
         sight: Sight::First,
         ..Default::default()
     };
     assert_eq!(
         imports_needed(&s, &first),
-        BTreeMap::from([("down".to_string(), Cause::Retry)])
+        BTreeMap::from([
+            ("down".to_string(), Cause::Retry),
+            ("gone".to_string(), Cause::Retry)
+        ])
     );
 }

@@ -53,7 +53,7 @@ fn untrusted_certificate(detail: &str) -> bool {
 
 /// Whether a failure recorded with this condition reason is retried with backoff (the registry
 /// or its network may recover by itself) rather than waiting for a change.
-pub fn transient_reason(reason: &str) -> bool {
+fn transient_reason(reason: &str) -> bool {
     [
         reason::RATE_LIMITED,
         reason::UNREACHABLE,

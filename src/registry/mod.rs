@@ -19,7 +19,7 @@ pub mod transport;
 use futures::future::BoxFuture;
 
 pub use credentials::Keyring;
-pub use error::{credentials_may_help, transient_reason, RegistryError};
+pub use error::{credentials_may_help, RegistryError};
 pub use reference::{ImageRef, InvalidReference};
 
 use crate::api::{ImageDetails, ImportMode};
