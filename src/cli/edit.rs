@@ -420,6 +420,49 @@ fn targets(trigger: &Value, kind: Kind, container: &str) -> bool {
         })
 }
 
+pub fn workload_ref(arg: &str) -> Result<(Kind, String), String> {
+    let (k, n) = arg
+        .split_once('/')
+        .ok_or_else(|| format!("{arg:?} must be KIND/NAME, e.g. deployment/web"))?;
+    // kubectl's fully qualified spelling: deployment.apps/web, cronjobs.batch/nightly.
+    let k = k.split_once('.').map_or(k, |(kind, _group)| kind);
+    let kind = Kind::parse(k)
+        .ok_or_else(|| format!("{k:?} is not a workload kind with a pod template"))?;
+    Ok((kind, n.to_string()))
+}
+
+/// `-c a,b`: every name must be a container (or init container) of the pod template, or the
+/// trigger would never fire and nothing would say why.
+pub fn check_containers(
+    kind: Kind,
+    obj: &Value,
+    workload: &str,
+    names: &str,
+) -> Result<(), String> {
+    let present = crate::triggers::workload::container_names(kind, obj);
+    for name in names.split(',').map(str::trim) {
+        if !present.iter().any(|p| p == name) {
+            return Err(format!(
+                "{workload} has no container {name:?}; its containers: {}",
+                present.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn first_container(kind: Kind, obj: &Value) -> Option<String> {
+    crate::triggers::workload::find_container(
+        kind,
+        obj,
+        &crate::triggers::annotation::ContainerRef {
+            init: false,
+            select: crate::triggers::annotation::Select::Index(0),
+        },
+    )
+    .map(|(n, _)| n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use crate::api::{
 };
 use crate::triggers::workload::Kind;
 pub use args::{Cli, Command, DescribeKind, GetKind, Global, ImportArgs, SetCommand, TagArgs};
-use edit::{Source, TagOptions};
+use edit::{check_containers, first_container, workload_ref, Source, TagOptions};
 use format::structured;
 
 /// A user-facing failure: printed as `error: …`, exit code 1.
@@ -514,18 +514,6 @@ async fn get(
     Ok(())
 }
 
-fn workload_ref(arg: &str) -> Result<(Kind, String), CliError> {
-    let (k, n) = arg.split_once('/').ok_or_else(|| {
-        CliError::Usage(format!("{arg:?} must be KIND/NAME, e.g. deployment/web"))
-    })?;
-    // kubectl's fully qualified spelling: deployment.apps/web, cronjobs.batch/nightly.
-    let k = k.split_once('.').map_or(k, |(kind, _group)| kind);
-    let kind = Kind::parse(k).ok_or_else(|| {
-        CliError::Usage(format!("{k:?} is not a workload kind with a pod template"))
-    })?;
-    Ok((kind, n.to_string()))
-}
-
 async fn image_lookup(
     client: &Client,
     streams: &Api<ImageStream>,
@@ -613,10 +601,10 @@ async fn triggers(
         let (ns, stream, tag) = edit::parse_dest(from)?;
         let c = match containers {
             Some(c) => {
-                check_containers(kind, &obj, workload, &c)?;
+                check_containers(kind, &obj.data, workload, &c)?;
                 c
             }
-            None => first_container(kind, &obj).ok_or_else(|| {
+            None => first_container(kind, &obj.data).ok_or_else(|| {
                 CliError::Usage("the pod template has no containers; pass -c CONTAINER".into())
             })?,
         };
@@ -640,38 +628,6 @@ async fn triggers(
         kind.name().to_ascii_lowercase()
     ));
     Ok(())
-}
-
-/// `-c a,b`: every name must be a container (or init container) of the pod template, or the
-/// trigger would never fire and nothing would say why.
-fn check_containers(
-    kind: Kind,
-    obj: &DynamicObject,
-    workload: &str,
-    names: &str,
-) -> Result<(), CliError> {
-    let present = crate::triggers::workload::container_names(kind, &obj.data);
-    for name in names.split(',').map(str::trim) {
-        if !present.iter().any(|p| p == name) {
-            return Err(CliError::Usage(format!(
-                "{workload} has no container {name:?}; its containers: {}",
-                present.join(", ")
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn first_container(kind: Kind, obj: &DynamicObject) -> Option<String> {
-    crate::triggers::workload::find_container(
-        kind,
-        &obj.data,
-        &crate::triggers::annotation::ContainerRef {
-            init: false,
-            select: crate::triggers::annotation::Select::Index(0),
-        },
-    )
-    .map(|(n, _)| n)
 }
 
 async fn rollback(
