@@ -159,6 +159,7 @@ async fn run(
 fn imported_status() -> ImageStreamStatus {
     let json = json!({
         "dockerImageRepository": "",
+        "tagSummary": "3.5",
         "tags": [{
             "tag": "3.5",
             "items": [{"created": "2026-01-01T00:00:00Z", "dockerImageReference": format!("centos/python-35-centos7@{DIGEST}"), "image": DIGEST, "generation": 1}],
