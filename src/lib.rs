@@ -15,6 +15,7 @@ pub mod crdgen;
 pub mod import;
 pub mod notify;
 pub mod ops;
+pub mod policy;
 pub mod registry;
 pub mod schedule;
 pub mod serve;
