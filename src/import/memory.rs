@@ -50,8 +50,8 @@ struct StreamMemory {
     pending: Option<Pending>,
     refused: Option<Refused>,
     /// A status write the cache has not shown back: the cached resourceVersion it was computed
-    /// from, and what it says.
-    unconfirmed: Option<(String, u64)>,
+    /// from, what it says, and when.
+    unconfirmed: Option<(String, u64, Instant)>,
 }
 
 impl StreamMemory {
@@ -282,15 +282,17 @@ impl Memory {
         let print = fingerprint(status);
         self.with(stream, |m| {
             m.refused = None;
-            m.unconfirmed = Some((rv, print));
+            m.unconfirmed = Some((rv, print, Instant::now()));
         });
     }
 
-    /// Whether `status` (which differs from the cached one if `changed`) repeats the write made
-    /// from this very version of the stream: the cache has not caught up with it (a watch
-    /// relisting after an API server outage), and writing again would only stamp new times,
-    /// once per scheduled check. The record goes as soon as the cache has moved on or nothing
-    /// is left to write, so it lasts one reconcile in the normal case.
+    /// Whether `status` (which differs from the cached one if `changed`) repeats our last write
+    /// before the cache has shown it: writing again would only stamp new times. The cache lags
+    /// in two ways: it still holds the version the write was computed from (a watch relisting
+    /// after an API server outage: as long as that lasts), or it delivers a version older
+    /// than our write late (a busy API server: the write's own echo follows within moments,
+    /// so [`UNCONFIRMED_FOR`] bounds it). The record goes as soon as the cached status says
+    /// what was written, so it lasts one reconcile in the normal case.
     pub fn repeats_unconfirmed_write(
         &self,
         stream: &ImageStream,
@@ -299,8 +301,9 @@ impl Memory {
     ) -> bool {
         let rv = stream.resource_version();
         let unconfirmed = self.with(stream, |m| {
-            let (from, print) = m.unconfirmed.as_ref()?;
-            if !changed || rv.as_ref() != Some(from) {
+            let (from, print, at) = m.unconfirmed.as_ref()?;
+            let moved_on = rv.as_ref() != Some(from) && at.elapsed() > UNCONFIRMED_FOR;
+            if !changed || moved_on {
                 m.unconfirmed = None;
                 return None;
             }
@@ -309,6 +312,10 @@ impl Memory {
         unconfirmed.is_some_and(|print| print == fingerprint(status))
     }
 }
+
+/// How long a cached version other than the one a write was computed from may still be older
+/// than the write (its echo is on the way).
+pub const UNCONFIRMED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a status says, without the times a recomputation stamps afresh.
 pub fn fingerprint(status: &ImageStreamStatus) -> u64 {
@@ -334,6 +341,26 @@ pub fn fingerprint(status: &ImageStreamStatus) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_older_version_does_not_repeat_the_write() {
+        let m = Memory::default();
+        let at = |rv: &str| ImageStream::test("s").with_uid("u").at_version(rv);
+        let written = ImageStreamStatus {
+            docker_image_repository: "r".into(),
+            ..Default::default()
+        };
+        // Written from version 2; the watch then delivers version 1 late, whose stored status
+        // lacks the write: computing the same status again is no reason to write it again.
+        m.remember_written(&at("2"), &written);
+        assert!(m.repeats_unconfirmed_write(&at("1"), &written, true));
+        assert!(m.repeats_unconfirmed_write(&at("2"), &written, true));
+        // Something else to say is written, and the echo of the write ends the record.
+        let other = ImageStreamStatus::default();
+        assert!(!m.repeats_unconfirmed_write(&at("1"), &other, true));
+        assert!(!m.repeats_unconfirmed_write(&at("3"), &written, false));
+        assert!(!m.repeats_unconfirmed_write(&at("1"), &written, true));
+    }
 
     #[test]
     fn a_deleted_stream_leaves_nothing_behind() {
