@@ -11,7 +11,8 @@ use http::{Method, Response};
 use imagestream_operator::api::*;
 use imagestream_operator::import::controller::{reconcile, Context, Settings};
 use imagestream_operator::registry::{
-    ImageResolver, ImportRequest, KnownImage, ListRequest, RegistryError, ResolvedImage,
+    ImageResolver, ImportRequest, KnownImage, ListRequest, Listed, RegistryError, ResolvedImage,
+    TagSink,
 };
 use imagestream_operator::schedule::Scheduler;
 use kube::client::Body;
@@ -48,7 +49,11 @@ impl ImageResolver for ScriptedResolver {
         Box::pin(async move { answer })
     }
 
-    fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>> {
+    fn list_tags<'a>(
+        &'a self,
+        request: ListRequest,
+        _sink: &'a TagSink<'a>,
+    ) -> BoxFuture<'a, Result<Listed, RegistryError>> {
         let reference = request.repository.to_string();
         Box::pin(async move {
             Err(RegistryError::NotFound {

@@ -11,7 +11,8 @@ use imagestream_operator::registry::metrics::RequestLabels;
 use imagestream_operator::registry::policy::RegistryPolicy;
 use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
 use imagestream_operator::registry::{
-    ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, RegistryError,
+    collect_tags, ImageRef, ImageResolver, ImportRequest, Keyring, KnownImage, ListRequest, Listed,
+    RegistryError, TagPage,
 };
 
 fn request(reference: &str, insecure: bool, mode: ImportMode) -> ImportRequest {
@@ -304,28 +305,79 @@ async fn tag_listing_follows_pagination() {
     ))
     .await
     .unwrap();
+    let many = |max_tags, page_size| ListRequest {
+        repository: ImageRef::parse(&format!("{}/many", proxy.addr)).unwrap(),
+        insecure: true,
+        keyring: Keyring::default(),
+        max_tags,
+        page_size,
+    };
     let before = r.metrics().total_requests();
-    let mut got = r
-        .list_tags(ListRequest {
-            repository: ImageRef::parse(&format!("{}/many", proxy.addr)).unwrap(),
-            insecure: true,
-            keyring: Keyring::default(),
-            max_tags: 10_000,
-        })
-        .await
-        .unwrap();
+    let (mut got, complete) = collect_tags(&r, many(10_000, 100)).await.unwrap();
     got.sort();
     want.sort();
-    assert_eq!(got, want);
+    assert_eq!((got, complete), (want.clone(), true));
     // 100 tags per page: three pages.
     assert_eq!(r.metrics().total_requests() - before, 3);
+
+    // Pages reach the sink as they arrive, and the listing says how it ended.
+    let pages = std::sync::Mutex::new(Vec::new());
+    let sink = |page: TagPage| pages.lock().unwrap().push((page.attempt, page.tags.len()));
+    let listed = r.list_tags(many(10_000, 100), &sink).await.unwrap();
+    assert_eq!(
+        listed,
+        Listed {
+            tags: 230,
+            pages: 3,
+            complete: true
+        }
+    );
+    assert_eq!(*pages.lock().unwrap(), [(0, 100), (0, 100), (0, 30)]);
+
+    // The cap makes the listing incomplete instead of silently short, and stops paging.
+    let before = r.metrics().total_requests();
+    let listed = r.list_tags(many(150, 100), &|_| {}).await.unwrap();
+    assert_eq!(
+        listed,
+        Listed {
+            tags: 150,
+            pages: 2,
+            complete: false
+        }
+    );
+    assert_eq!(r.metrics().total_requests() - before, 2);
+    let listed = r.list_tags(many(230, 100), &|_| {}).await.unwrap();
+    assert!(
+        listed.complete,
+        "exactly the cap, and no next page: {listed:?}"
+    );
+
+    // A page that fails mid-listing fails the listing; what came before it is only a part.
+    proxy.clear();
+    proxy.fail("last=t099", Fault::Status(404, vec![], "{}".into()));
+    proxy.fail("/tags/list", Fault::Paginate);
+    let pages = std::sync::Mutex::new(0);
     let err = r
-        .list_tags(ListRequest {
-            repository: ImageRef::parse(&format!("{}/absent", reg.addr)).unwrap(),
-            insecure: true,
-            keyring: Keyring::default(),
-            max_tags: 10,
-        })
+        .list_tags(many(10_000, 100), &|_| *pages.lock().unwrap() += 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.reason(), *pages.lock().unwrap()),
+        ("NotFound", 1),
+        "{err}"
+    );
+
+    let err = r
+        .list_tags(
+            ListRequest {
+                repository: ImageRef::parse(&format!("{}/absent", reg.addr)).unwrap(),
+                insecure: true,
+                keyring: Keyring::default(),
+                max_tags: 10,
+                page_size: 100,
+            },
+            &|_| {},
+        )
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "NotFound", "{err}");

@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, reflector, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::index::{SourceIndex, StreamsByNamespace};
@@ -41,7 +41,8 @@ use crate::ops::events::EventRecorder;
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
 use crate::registry::tags::select;
 use crate::registry::{
-    ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+    collect_tags, ImageRef, ImageResolver, ImportRequest, Keyring, ListRequest, RegistryError,
+    TAG_PAGE_SIZE,
 };
 use crate::schedule::Scheduler;
 
@@ -393,17 +394,20 @@ async fn import_repository(
         }
     };
     let limit = ctx.settings.max_bulk_import;
-    let listed = ctx
-        .resolver
-        .list_tags(ListRequest {
-            repository,
-            insecure,
-            keyring: keyring.clone(),
-            max_tags: MAX_LISTED_TAGS,
-        })
-        .await;
-    let tags = match listed {
-        Ok(t) => t,
+    let request = ListRequest {
+        repository,
+        insecure,
+        keyring: keyring.clone(),
+        max_tags: MAX_LISTED_TAGS,
+        page_size: TAG_PAGE_SIZE,
+    };
+    let tags = match collect_tags(ctx.resolver.as_ref(), request).await {
+        Ok((tags, complete)) => {
+            if !complete {
+                info!(stream = %stream.name_any(), listed = tags.len(), "the repository lists more tags than are read; the bulk import chose among the first");
+            }
+            tags
+        }
         Err(e) => {
             warn!(stream = %stream.name_any(), reason = e.reason(), error = %e, "repository listing failed");
             return Some(RepositoryOutcome {

@@ -70,8 +70,53 @@ pub struct ListRequest {
     pub repository: ImageRef,
     pub insecure: bool,
     pub keyring: Keyring,
-    /// Stop listing once this many tags are known.
+    /// More tags than this make the listing incomplete.
     pub max_tags: usize,
+    /// Tags asked for per page (`n`); registries may send fewer, and some ignore it.
+    pub page_size: usize,
+}
+
+/// `n` of a listing: ECR's maximum, honoured by GHCR and distribution 3; Docker Hub and
+/// distribution 2.x send everything at once whatever it says.
+pub const TAG_PAGE_SIZE: usize = 1000;
+
+/// One page of a tag listing as it arrives. `attempt` changes when the listing starts over
+/// (with the next credential, or over plain HTTP), and a consumer then drops what the earlier
+/// attempt gave it.
+#[derive(Debug)]
+pub struct TagPage {
+    pub attempt: u32,
+    pub tags: Vec<String>,
+}
+
+/// Where a listing's pages go, as they arrive.
+pub type TagSink<'s> = dyn Fn(TagPage) + Send + Sync + 's;
+
+/// How a listing ended. `complete` is false when it stopped at `max_tags`: a decision that
+/// needs every tag must not be taken on it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub tags: usize,
+    pub pages: u32,
+    pub complete: bool,
+}
+
+/// A whole listing in memory, for the bulk repository import (which caps what it imports at
+/// `--max-bulk-import` anyway): the tags, and whether that was all of them.
+pub async fn collect_tags(
+    resolver: &dyn ImageResolver,
+    request: ListRequest,
+) -> Result<(Vec<String>, bool), RegistryError> {
+    let collected = parking_lot::Mutex::new((0u32, Vec::new()));
+    let sink = |page: TagPage| {
+        let mut collected = collected.lock();
+        if collected.0 != page.attempt {
+            *collected = (page.attempt, Vec::new());
+        }
+        collected.1.extend(page.tags);
+    };
+    let listed = resolver.list_tags(request, &sink).await?;
+    Ok((collected.into_inner().1, listed.complete))
 }
 
 /// Resolves pull specs to digests. The real implementation is [`resolver::RegistryResolver`];
@@ -82,7 +127,12 @@ pub trait ImageResolver: Send + Sync {
         request: ImportRequest,
     ) -> BoxFuture<'_, Result<ResolvedImage, RegistryError>>;
 
-    fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>>;
+    /// Lists a repository's tags into `sink`, page by page.
+    fn list_tags<'a>(
+        &'a self,
+        request: ListRequest,
+        sink: &'a TagSink<'a>,
+    ) -> BoxFuture<'a, Result<Listed, RegistryError>>;
 
     /// Requests per second this resolver allows itself towards `registry` (its budget), so the
     /// schedule can stretch when scheduled checks would not fit; `None` when unlimited.

@@ -7,6 +7,7 @@
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -23,11 +24,10 @@ use super::oci::{
 use super::policy::RegistryPolicy;
 use super::transport::{Endpoint, HttpError, Transport, TransportConfig};
 use super::{
-    ImageRef, ImageResolver, ImportRequest, KnownImage, ListRequest, RegistryError, ResolvedImage,
+    ImageRef, ImageResolver, ImportRequest, KnownImage, ListRequest, Listed, RegistryError,
+    ResolvedImage, TagSink,
 };
 use crate::api::{ImageDetails, ImageManifestEntry, ImportMode};
-
-const TAG_PAGE_SIZE: usize = 100;
 
 #[derive(Clone)]
 pub struct ResolverConfig {
@@ -496,13 +496,29 @@ impl Inner {
         Ok(details)
     }
 
-    async fn list_tags(&self, req: ListRequest) -> Result<Vec<String>, RegistryError> {
-        let max = req.max_tags;
+    async fn list_tags(
+        &self,
+        req: ListRequest,
+        sink: &TagSink<'_>,
+    ) -> Result<Listed, RegistryError> {
+        let (max, page_size) = (req.max_tags, req.page_size);
+        // Each try (credential, then HTTPS or HTTP) starts the listing over; the sink hears so.
+        let attempts = AtomicU32::new(0);
         self.with_credentials(&req.repository, &req.keyring, |credential| {
             let (image, keyring) = (&req.repository, &req.keyring);
-            self.on_transports(image, req.insecure, credential, keyring, |ep| async move {
-                self.transport.list_tags(&ep, TAG_PAGE_SIZE, max).await
-            })
+            let attempts = &attempts;
+            self.on_transports(
+                image,
+                req.insecure,
+                credential,
+                keyring,
+                move |ep| async move {
+                    let attempt = attempts.fetch_add(1, Ordering::Relaxed);
+                    self.transport
+                        .list_tags(&ep, page_size, max, attempt, sink)
+                        .await
+                },
+            )
         })
         .await
     }
@@ -575,10 +591,14 @@ impl ImageResolver for RegistryResolver {
         Box::pin(self.coalesced(request))
     }
 
-    fn list_tags(&self, request: ListRequest) -> BoxFuture<'_, Result<Vec<String>, RegistryError>> {
+    fn list_tags<'a>(
+        &'a self,
+        request: ListRequest,
+        sink: &'a TagSink<'a>,
+    ) -> BoxFuture<'a, Result<Listed, RegistryError>> {
         Box::pin(async move {
             self.check_allowed(&request.repository)?;
-            self.inner.list_tags(request).await
+            self.inner.list_tags(request, sink).await
         })
     }
 

@@ -24,6 +24,7 @@ pub use super::http::{Endpoint, HttpError};
 use super::limits::{read_body, read_limited, Gates, Limits};
 use super::metrics::RegistryMetrics;
 use super::policy::{GuardedResolver, RegistryPolicy};
+use super::{Listed, TagPage, TagSink};
 
 /// A page of a tag list: thousands of tags, far below this.
 const MAX_TAG_PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -353,14 +354,17 @@ impl Transport {
         Ok(body)
     }
 
-    /// Every tag of the repository, following `Link` pagination, stopping after `max_tags`.
+    /// The repository's tags, page by page into `sink`, following `Link` pagination within
+    /// the repository. More than `max_tags` makes the listing incomplete, never silently short.
     pub async fn list_tags(
         &self,
         ep: &Endpoint,
         page_size: usize,
         max_tags: usize,
-    ) -> Result<Vec<String>, HttpError> {
-        let mut tags = Vec::new();
+        attempt: u32,
+        sink: &TagSink<'_>,
+    ) -> Result<Listed, HttpError> {
+        let mut listed = Listed::default();
         let mut path = format!("tags/list?n={page_size}");
         loop {
             let slot = self.gates.slot(&ep.tenant).await?;
@@ -368,15 +372,23 @@ impl Transport {
             let next = next_link(r.headers(), &ep.repository);
             let body = read_body(r, MAX_TAG_PAGE_BYTES, Some(&slot)).await?;
             self.metrics.record_bytes(&ep.registry, body.len());
-            let got = parse_tag_page(&body)?;
-            let empty = got.is_empty();
-            tags.extend(got);
+            let mut tags = parse_tag_page(&body)?;
+            listed.pages = listed.pages.saturating_add(1);
+            let room = max_tags.saturating_sub(listed.tags);
+            let truncated = tags.len() > room;
+            tags.truncate(room);
+            let empty = tags.is_empty();
+            listed.tags = listed.tags.saturating_add(tags.len());
+            sink(TagPage { attempt, tags });
             match next {
-                Some(p) if !empty && tags.len() < max_tags => path = p,
+                _ if truncated => return Ok(listed),
+                Some(_) if listed.tags >= max_tags => return Ok(listed),
+                Some(p) if !empty => path = p,
                 _ => break,
             }
         }
-        Ok(tags)
+        listed.complete = true;
+        Ok(listed)
     }
 }
 
