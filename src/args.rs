@@ -120,6 +120,7 @@ impl RunArgs {
             stretch_schedule_when_notified: self.schedule.stretch_schedule_when_notified,
             metrics: metrics.import.clone(),
             scope: self.scope(),
+            max_listed_tags: import.policy_max_listed_tags,
             ..Default::default()
         }
     }
@@ -168,6 +169,10 @@ pub struct ImportArgs {
         default_value_t = 50
     )]
     pub max_images_bulk_imported_per_repository: usize,
+    /// Tags one tag-policy listing reads at most; a repository with more leaves its policy
+    /// tags where they are (ListingIncomplete) instead of deciding on part of the list.
+    #[arg(long, env = "POLICY_MAX_LISTED_TAGS", default_value_t = imagestream_operator::import::policy::DEFAULT_MAX_LISTED_TAGS)]
+    pub policy_max_listed_tags: usize,
 }
 
 /// `os/arch`, as `--default-platform` takes it.

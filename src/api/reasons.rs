@@ -20,6 +20,11 @@ pub mod reason {
     pub const INTERNAL_ERROR: &str = "InternalError";
     /// A kubelet credential provider plugin matching the image failed (not OpenShift's).
     pub const CREDENTIAL_PROVIDER_FAILED: &str = "CredentialProviderFailed";
+    // Why a tag policy has no (new) image to offer (condition reasons; not OpenShift's).
+    pub const POLICY_INVALID: &str = "PolicyInvalid";
+    pub const NO_TAG_MATCHES_POLICY: &str = "NoTagMatchesPolicy";
+    pub const LISTING_INCOMPLETE: &str = "ListingIncomplete";
+    pub const SELECTED_TAG_MISSING: &str = "SelectedTagMissing";
 
     /// The status was written without some image metadata or history to stay within its budget
     /// (also the stream condition's type).

@@ -68,8 +68,24 @@ pub struct TagReference {
     /// The tag's name: what a registry accepts as a tag (at most 128 characters).
     #[schemars(extend("maxLength" = 128))]
     pub name: String,
-    /// Free-form annotations (description, tags, supports, sampleRepo, prefer-arch, ...).
+    /// Free-form annotations (description, tags, supports, sampleRepo, prefer-arch, ...), and a
+    /// tag policy's `policy.imagestream-operator.io/*` keys (checked here for the obvious
+    /// mistakes; the controller reports the rest as `PolicyInvalid`). At most 64, of at most
+    /// 2048 characters each: the bound the API server's CEL cost budget needs for the checks.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 2048}))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "['semver', 'numerical', 'alphabetical'].filter(k, ('policy.imagestream-operator.io/' + k) in self).size() <= 1"
+    ).message("a tag policy has one kind: set only one of policy.imagestream-operator.io/semver, numerical or alphabetical"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "['numerical', 'alphabetical'].all(k, !(('policy.imagestream-operator.io/' + k) in self) || self['policy.imagestream-operator.io/' + k] in ['highest', 'lowest'])"
+    ).message("policy.imagestream-operator.io/numerical and alphabetical take highest or lowest"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "(!('policy.imagestream-operator.io/prerelease' in self) || self['policy.imagestream-operator.io/prerelease'] in ['exclude', 'include']) && (!('policy.imagestream-operator.io/parse' in self) || self['policy.imagestream-operator.io/parse'] in ['loose', 'strict']) && (!('policy.imagestream-operator.io/allow-downgrade' in self) || self['policy.imagestream-operator.io/allow-downgrade'] in ['true', 'false'])"
+    ).message("policy.imagestream-operator.io/prerelease takes exclude or include, parse takes loose or strict, allow-downgrade takes true or false"))]
+    #[x_kube(validation = kube::core::Rule::new(
+        "!('policy.imagestream-operator.io/hold' in self) || self['policy.imagestream-operator.io/hold'].matches('^(true|false|sha256:[a-f0-9]{64})$')"
+    ).message("policy.imagestream-operator.io/hold takes true, false or sha256:<64 hex digits> (an image of the tag's history)"))]
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<TagSource>,
@@ -333,6 +349,83 @@ pub struct NamedTagEventList {
     /// unchanged list be recognised with that one HEAD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_list_digest: Option<String>,
+    /// Extension: for a tag with a policy (`policy.imagestream-operator.io/*` annotations), what
+    /// the last evaluation chose and why. Bounded: five candidates, one sample per reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<TagPolicyStatus>,
+}
+
+/// The outcome of a tag policy's last evaluation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TagPolicyStatus {
+    /// The registry tag the stream tag follows, and the image it pointed at when chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected: Option<PolicySelection>,
+    /// `Seed`, `Moved`, `Current`, `Held`, `SelectedTagMissing`, `NoTagMatchesPolicy`,
+    /// `ListingIncomplete` or `PolicyInvalid`.
+    pub reason: String,
+    pub message: String,
+    /// A hash of the keys that decide which tags qualify, when the selection was made: a
+    /// selection made under another rule may give way to a lower tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<PolicyListing>,
+    /// Listed tags per verdict: `matched`, and one count per rejection reason that occurred.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, i64>,
+    /// The best candidates, best first, with when each was first seen (for `min-age`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<PolicyCandidate>,
+    /// A rejected tag per reason, so "why not that one?" has an answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<PolicySample>,
+    /// What the policy would pick, and what holds it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PolicyPending>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySelection {
+    pub tag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyListing {
+    pub tags: i64,
+    pub pages: i64,
+    pub complete: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCandidate {
+    pub tag: String,
+    /// RFC 3339.
+    pub first_seen: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySample {
+    pub tag: String,
+    pub reason: String,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyPending {
+    pub tag: String,
+    /// `MinAge` or `Held`.
+    pub blocked_by: String,
+    /// RFC 3339, for `MinAge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible_at: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

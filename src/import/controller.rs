@@ -23,6 +23,7 @@ use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::index::{SourceIndex, StreamsByNamespace};
 use super::memory::{uid, Memory};
 use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
+use super::policy::{self, Step};
 use super::report::{log_outcome, Report};
 use super::requests::{
     checked_every_scheduled_tag, identity_of, known_image, listed_tag_request,
@@ -35,7 +36,9 @@ use super::write::{unstorable, Stored, Writes};
 use crate::api::cache::{StreamCache, StreamEvent};
 use crate::api::index::Index;
 use crate::api::scope::{api_of, Scope};
-use crate::api::{field_manager, ImageStream, ImageStreamStatus, DOCKER_REPOSITORY_CHECK};
+use crate::api::{
+    field_manager, ImageStream, ImageStreamStatus, TagReference, DOCKER_REPOSITORY_CHECK,
+};
 use crate::ops::backoff::backoff;
 use crate::ops::events::EventRecorder;
 use crate::registry::credentials::{DOCKER_CFG, DOCKER_CONFIG_JSON};
@@ -60,6 +63,8 @@ pub struct Settings {
     pub metrics: super::metrics::ImportMetrics,
     /// The namespaces whose streams and pull secrets are watched.
     pub scope: Scope,
+    /// Tags one policy listing reads at most; more leave the policy where it is.
+    pub max_listed_tags: usize,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             stretch_schedule_when_notified: false,
             metrics: Default::default(),
             scope: Scope::Cluster,
+            max_listed_tags: policy::DEFAULT_MAX_LISTED_TAGS,
         }
     }
 }
@@ -343,12 +349,44 @@ async fn import(
             }
             r
         });
-        Some(resolve_tag(ctx, stream, tag.clone(), *cause, request))
+        Some(import_tag(ctx, stream, spec, *cause, request))
     });
     futures::future::join_all(requests)
         .await
         .into_iter()
         .collect()
+}
+
+/// A plain tag's import, or a policy tag's evaluation and the import of what it chose.
+async fn import_tag(
+    ctx: &Context,
+    stream: &ImageStream,
+    spec: &TagReference,
+    cause: Cause,
+    request: Result<ImportRequest, RegistryError>,
+) -> (String, Outcome) {
+    let tag = spec.name.clone();
+    let has_policy = !crate::policy::keys::keys_of(spec.annotations.as_ref()).is_empty();
+    let seed = match request {
+        Ok(seed) if has_policy => seed,
+        other => return resolve_tag(ctx, stream, tag, cause, other).await,
+    };
+    let max = ctx.settings.max_listed_tags;
+    let evaluated = policy::evaluate(ctx.resolver.as_ref(), stream, spec, seed, max).await;
+    let (tag, mut outcome) = match evaluated.step {
+        Step::Import(request) => resolve_tag(ctx, stream, tag, cause, Ok(request)).await,
+        Step::Keep(image) => (
+            tag,
+            Outcome {
+                cause,
+                result: Ok(image),
+                policy: None,
+            },
+        ),
+        Step::Fail(e) => resolve_tag(ctx, stream, tag, cause, Err(e)).await,
+    };
+    outcome.policy = Some(evaluated.status);
+    (tag, outcome)
 }
 
 /// One tag's registry round trip, timed, counted and logged the same way for every cause.
@@ -367,7 +405,15 @@ async fn resolve_tag(
     let took = started.elapsed();
     ctx.settings.metrics.record(&result, took.as_secs_f64());
     log_outcome(stream, &tag, cause, &result, took);
-    (tag, Outcome { cause, result })
+    let policy = None;
+    (
+        tag,
+        Outcome {
+            cause,
+            result,
+            policy,
+        },
+    )
 }
 
 /// OpenShift's full import: when the stream names a whole repository and the repository check

@@ -1,5 +1,5 @@
 //! Import and reconcile: the status size budget (`budget`), which tags to import (`plan`), how a spec tag is read (`spec`), the
-//! history rules (`history`), the pure status computation (`resolve`) and the kube-runtime
+//! history rules (`history`), a policy tag's evaluation (`policy`), the pure status computation (`resolve`) and the kube-runtime
 //! wiring that performs the registry calls and writes (`controller`).
 
 pub mod budget;
@@ -9,6 +9,7 @@ pub mod index;
 pub mod memory;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 pub mod report;
 pub mod requests;
 pub mod resolve;

@@ -11,7 +11,7 @@ use super::plan::Cause;
 use super::spec::{fingerprint, source_of, Source};
 use crate::api::{
     reason, ImageDetails, ImageStream, ImageStreamStatus, NamedTagEventList,
-    RepositoryImportStatus, SourceKind, TagEvent, TagReference, TagSource,
+    RepositoryImportStatus, SourceKind, TagEvent, TagPolicyStatus, TagReference, TagSource,
 };
 use crate::registry::{RegistryError, ResolvedImage};
 
@@ -20,6 +20,8 @@ use crate::registry::{RegistryError, ResolvedImage};
 pub struct Outcome {
     pub cause: Cause,
     pub result: Result<ResolvedImage, RegistryError>,
+    /// For a policy tag: what its evaluation chose and why (`result` is the chosen tag's import).
+    pub policy: Option<TagPolicyStatus>,
 }
 
 /// The listing step of a whole-repository import; the per-tag results are in `outcomes`.
@@ -182,6 +184,13 @@ impl TagCtx<'_> {
             return;
         };
         entry.observed_spec = Some(self.fingerprint());
+        entry.policy = outcome.policy.clone().map(|mut policy| {
+            // The selection's image, as imported (a held tag's stays what it was).
+            if let (Some(selected), Ok(image)) = (policy.selected.as_mut(), &outcome.result) {
+                selected.digest = Some(image.digest.clone());
+            }
+            policy
+        });
         match &outcome.result {
             Ok(image) => {
                 let mut event =

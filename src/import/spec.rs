@@ -83,7 +83,7 @@ pub fn source_of(stream: &ImageStream, tag: &TagReference) -> Option<Source> {
 /// Fingerprint of the fields whose change makes OpenShift bump a tag's generation
 /// (`tagRefChanged`): from name, effective namespace, kind, `reference` and import mode; and,
 /// beyond OpenShift, whether the import may use plain HTTP (`importPolicy.insecure` or the
-/// stream's insecure-repository annotation). That is the remedy the "HTTP only" failure names, and
+/// stream's insecure-repository annotation), and the tag's policy keys. That is the remedy the "HTTP only" failure names, and
 /// the failure is not retried by itself, so setting it must count as a change. It is hashed only
 /// when set, so the fingerprint of every secure tag stays what it was before it was added.
 pub fn fingerprint(stream: &ImageStream, tag: &TagReference) -> String {
@@ -100,6 +100,11 @@ pub fn fingerprint(stream: &ImageStream, tag: &TagReference) -> String {
     h.update(format!("{}\0{:?}", tag.is_reference(), tag.import_mode()));
     if tag.insecure() || stream.insecure_repository() {
         h.update("\0insecure");
+    }
+    // Annotations do not bump a tag's generation in OpenShift; a policy key's edit must still
+    // re-evaluate at once. Hashed only when present, like `insecure`.
+    for (key, value) in crate::policy::keys::keys_of(tag.annotations.as_ref()) {
+        h.update(format!("\0{key}={value}"));
     }
     hex(&h.finalize()[..8])
 }

@@ -36,6 +36,7 @@ fn outcomes(
                 Outcome {
                     cause: *c,
                     result: r.clone(),
+                    policy: None,
                 },
             )
         })

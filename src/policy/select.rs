@@ -238,7 +238,7 @@ pub struct Selector<'a> {
     seed_tag: &'a str,
     seed: Shape,
     current: Option<&'a Current>,
-    first_seen: &'a dyn Fn(&str) -> Option<Timestamp>,
+    first_seen: &'a (dyn Fn(&str) -> Option<Timestamp> + Sync),
     now: Timestamp,
     signature: Regex,
     top: Vec<Candidate>,
@@ -255,7 +255,7 @@ impl<'a> Selector<'a> {
         policy: &'a Policy,
         seed_tag: &'a str,
         current: Option<&'a Current>,
-        first_seen: &'a dyn Fn(&str) -> Option<Timestamp>,
+        first_seen: &'a (dyn Fn(&str) -> Option<Timestamp> + Sync),
         now: Timestamp,
     ) -> Selector<'a> {
         Selector {
@@ -638,7 +638,7 @@ pub fn select<'t>(
     current: Option<&Current>,
     tags: impl IntoIterator<Item = &'t str>,
     complete: bool,
-    first_seen: &dyn Fn(&str) -> Option<Timestamp>,
+    first_seen: &(dyn Fn(&str) -> Option<Timestamp> + Sync),
     now: Timestamp,
 ) -> Decision {
     let mut selector = Selector::new(policy, seed, current, first_seen, now);

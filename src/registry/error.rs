@@ -37,6 +37,14 @@ pub enum RegistryError {
         provider: String,
         detail: String,
     },
+    /// A tag policy has nothing (new) to import: invalid keys, no tag matches, an incomplete
+    /// listing; `reason` is one of the policy reasons, and `detail` says what to do.
+    #[error("{reference}: {detail}")]
+    Policy {
+        reference: String,
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 /// A TLS failure a CA bundle would fix, as rustls words it.
@@ -82,6 +90,7 @@ impl RegistryError {
             Self::Unreachable { .. } => reason::UNREACHABLE,
             Self::Internal { .. } => reason::INTERNAL_ERROR,
             Self::CredentialProvider { .. } => reason::CREDENTIAL_PROVIDER_FAILED,
+            Self::Policy { reason, .. } => reason,
         }
     }
 
