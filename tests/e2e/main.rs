@@ -14,6 +14,7 @@ mod grant;
 #[path = "../common/helm.rs"]
 mod helm;
 mod identity;
+mod policies;
 mod process;
 mod providers;
 mod replicasets;
@@ -98,27 +99,69 @@ impl Drop for Cleanup {
                     let api: Api<kube::core::DynamicObject> = Api::all_with(client.clone(), &ar);
                     let _ = api.delete(&name, &dp).await;
                 }
+                // The next test's cluster-wide operator must not meet this test's streams or
+                // triggered workloads in a terminating namespace (its writes there are refused).
+                // Those go first, and the turn is handed over once they are gone; the namespace
+                // itself, which the namespace controller takes about 5 s to remove, is deleted
+                // without waiting.
+                for ns in &namespaces {
+                    gone_from(&client, ns).await;
+                }
                 let api: Api<Namespace> = Api::all(client);
                 for ns in &namespaces {
                     let _ = api.delete(ns, &dp).await;
-                }
-                // The next test's cluster-wide operator must not meet this test's objects in a
-                // terminating namespace (its writes there are refused), so wait until they are
-                // gone before handing over the turn.
-                for _ in 0..240 {
-                    let mut left = 0;
-                    for ns in &namespaces {
-                        left += usize::from(matches!(api.get_opt(ns).await, Ok(Some(_))));
-                    }
-                    if left == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             });
         });
         let _ = done.join();
         drop(turn);
+    }
+}
+
+/// Deletes the streams and the kinds of workload a trigger can annotate in `ns`, and waits
+/// until no stream or Deployment is left (the rest are deleted at once, having no finalizers
+/// a test adds).
+async fn gone_from(client: &Client, ns: &str) {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use kube::api::ListParams;
+    let (dp, all) = (DeleteParams::background(), ListParams::default());
+    let streams: Api<ImageStream> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let _ = streams.delete_collection(&dp, &all).await;
+    let _ = deployments.delete_collection(&dp, &all).await;
+    let _ = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .delete_collection(&dp, &all)
+        .await;
+    let _ = Api::<DaemonSet>::namespaced(client.clone(), ns)
+        .delete_collection(&dp, &all)
+        .await;
+    let _ = Api::<CronJob>::namespaced(client.clone(), ns)
+        .delete_collection(&dp, &all)
+        .await;
+    let _ = Api::<Job>::namespaced(client.clone(), ns)
+        .delete_collection(&dp, &all)
+        .await;
+    for _ in 0..240 {
+        let left = |n: Option<usize>| n.unwrap_or(0);
+        let s = left(
+            streams
+                .list_metadata(&all)
+                .await
+                .ok()
+                .map(|l| l.items.len()),
+        );
+        let d = left(
+            deployments
+                .list_metadata(&all)
+                .await
+                .ok()
+                .map(|l| l.items.len()),
+        );
+        if s + d == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
