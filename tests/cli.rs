@@ -341,6 +341,125 @@ async fn rollback_pins_the_previous_image() {
     assert!(r.unwrap_err().contains("has no history item 7"));
 }
 
+/// `python` whose 3.5 follows a policy (`~3.5`) seeded at 3.5.1.
+fn python_policy() -> Value {
+    let mut s = python();
+    s["spec"]["tags"][0]["from"]["name"] = json!("centos/python-35-centos7:3.5.1");
+    s["spec"]["tags"][0]["annotations"] =
+        json!({"policy.imagestream-operator.io/semver": "~3.5", "description": "Python 3.5"});
+    s["status"]["tags"][0]["policy"] = json!({
+        "selected": {"tag": "3.5.2", "digest": D35}, "reason": "Moved",
+        "message": "3.5.2 is the best of 2 of 3 tags matching ~3.5",
+        "listing": {"tags": 3, "pages": 1, "complete": true},
+        "counts": {"matched": 2, "outOfRange": 1},
+        "candidates": [{"tag": "3.5.2", "firstSeen": "2017-10-03T19:48:00Z"}],
+        "samples": [{"tag": "3.6.0", "reason": "OutOfRange"}]});
+    s
+}
+
+#[tokio::test]
+async fn a_policy_tag_is_rolled_back_by_holding_it_and_keeps_its_seed() {
+    let (r, out, calls) = run(
+        &["rollback", "python:3.5"],
+        vec![python_policy(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    assert!(out.contains("Its policy holds it there until you remove the annotation policy.imagestream-operator.io/hold"), "{out}");
+    let tag = spec_tag(&calls[1].body, "3.5");
+    assert_eq!(
+        tag["from"],
+        json!({"kind": "DockerImage", "name": "centos/python-35-centos7:3.5.1"})
+    );
+    assert_eq!(
+        tag["annotations"]["policy.imagestream-operator.io/hold"],
+        json!(D34)
+    );
+    assert_eq!(
+        tag["annotations"]["policy.imagestream-operator.io/semver"],
+        json!("~3.5")
+    );
+    assert_eq!(
+        tag["generation"],
+        json!(5),
+        "an import is requested at once"
+    );
+}
+
+#[tokio::test]
+async fn tagging_onto_a_policy_tag_says_what_becomes_of_the_policy() {
+    // Refused, and nothing written.
+    let (r, _, calls) = run(
+        &["tag", "docker.io/python:3.6", "python:3.5"],
+        vec![python_policy(), python_policy()],
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        e.contains("follows a tag policy") && e.contains("--remove-policy") && e.contains("--hold"),
+        "{e}"
+    );
+    assert!(calls.iter().all(|c| c.method == Method::GET), "{calls:?}");
+    // --remove-policy: a plain tag; other annotations stay.
+    let (r, _, calls) = run(
+        &[
+            "tag",
+            "docker.io/python:3.6",
+            "python:3.5",
+            "--remove-policy",
+        ],
+        vec![python_policy(), python_policy(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    let tag = spec_tag(&calls[2].body, "3.5");
+    assert_eq!(tag["from"]["name"], json!("docker.io/python:3.6"));
+    assert_eq!(tag["annotations"], json!({"description": "Python 3.5"}));
+    // --hold at an image of the history: the policy and seed stay.
+    let (r, _, calls) = run(
+        &["tag", &format!("python@{D34}"), "python:3.5", "--hold"],
+        vec![python_policy(), python_policy(), json!("echo")],
+    )
+    .await;
+    r.unwrap();
+    let tag = spec_tag(&calls[2].body, "3.5");
+    assert_eq!(tag["from"]["name"], json!("centos/python-35-centos7:3.5.1"));
+    assert_eq!(
+        tag["annotations"]["policy.imagestream-operator.io/hold"],
+        json!(D34)
+    );
+    // --hold needs an image by digest.
+    let (r, _, _) = run(
+        &["tag", "docker.io/python:3.6", "python:3.5", "--hold"],
+        vec![python_policy(), python_policy()],
+    )
+    .await;
+    assert!(r.unwrap_err().contains("by digest"));
+}
+
+#[test]
+fn describe_shows_a_policy_tags_rule_and_choice() {
+    let s = stream(python_policy());
+    let text = format::describe_stream(&s, now());
+    assert!(text.contains("  Policy: semver=~3.5\n"), "{text}");
+    assert!(
+        text.contains(
+            "    selected: 3.5.2 (Moved): 3.5.2 is the best of 2 of 3 tags matching ~3.5\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("    listed: 3 tags in 1 pages (complete); matched 2, outOfRange 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    e.g. 3.6.0 rejected: OutOfRange\n"),
+        "{text}"
+    );
+    let istag = format::describe_istag(&s, "3.5", now()).unwrap_or_default();
+    assert!(istag.contains("  Policy: semver=~3.5\n"), "{istag}");
+}
+
 #[tokio::test]
 async fn image_lookup_toggles_the_stream_policy() {
     let (r, _, calls) = run(

@@ -99,6 +99,12 @@ pub struct TagArgs {
     /// Force the source kind: docker, istag or isimage.
     #[arg(long)]
     pub source: Option<String>,
+    /// Onto a tag with a policy: drop the policy (the tag then follows SOURCE like any tag).
+    #[arg(long)]
+    pub remove_policy: bool,
+    /// Onto a tag with a policy: keep the policy and hold the tag at SOURCE's image (by digest).
+    #[arg(long)]
+    pub hold: bool,
 }
 
 #[derive(Args, Debug)]

@@ -102,6 +102,58 @@ pub struct TagOptions {
     pub insecure: bool,
     pub reference_policy: Option<ReferencePolicyType>,
     pub import_mode: Option<crate::api::ImportMode>,
+    /// Tagging onto a policy tag: drop its policy keys (it becomes a plain tag).
+    pub remove_policy: bool,
+    /// Tagging onto a policy tag: keep the policy and hold the tag at the image given.
+    pub hold: bool,
+}
+
+const HOLD: &str = "policy.imagestream-operator.io/hold";
+
+/// Whether tagging `from` onto `tag` may go ahead: a policy tag is re-pointed only when the
+/// user says what becomes of its policy (`oc tag` would silently drop it).
+pub fn check_policy_tag(
+    stream: &ImageStream,
+    tag: &str,
+    from: &TagSource,
+    opts: &TagOptions,
+) -> Result<(), String> {
+    let Some(spec) = stream.spec_tag(tag) else {
+        return Ok(());
+    };
+    if crate::policy::keys::keys_of(spec.annotations.as_ref()).is_empty() {
+        return Ok(());
+    }
+    let name = stream.metadata.name.as_deref().unwrap_or_default();
+    match (opts.remove_policy, opts.hold) {
+        (true, true) => Err("--remove-policy and --hold exclude each other".into()),
+        (true, false) => Ok(()),
+        (false, true) if pinned_digest(from).is_some() => Ok(()),
+        (false, true) => Err(format!(
+            "--hold holds {name}:{tag} at an image given by digest (STREAM@sha256:…, REPOSITORY@sha256:…, or another tag of a stream, whose current image is used); {} names none",
+            from.name
+        )),
+        (false, false) => Err(format!(
+            "{name}:{tag} follows a tag policy (its policy.imagestream-operator.io/ annotations); add --remove-policy to make it a plain tag following {}, or --hold to keep the policy and hold the tag at this image (`kubectl imagestream rollback {name}:{tag}` holds it at an earlier one)",
+            from.name
+        )),
+    }
+}
+
+fn pinned_digest(from: &TagSource) -> Option<&str> {
+    from.name
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .filter(|d| d.starts_with("sha256:"))
+}
+
+/// Sets (or clears) the policy's hold key of a spec tag.
+fn set_hold(tag: &mut TagReference, value: Option<&str>) {
+    let annotations = tag.annotations.get_or_insert_with(Default::default);
+    match value {
+        Some(v) => annotations.insert(HOLD.to_string(), v.to_string()),
+        None => annotations.remove(HOLD),
+    };
 }
 
 /// The `from` a destination tag gets. A permanent tag of another tag is pinned to that tag's
@@ -198,6 +250,21 @@ pub fn set_tag(stream: &mut ImageStream, name: &str, from: TagSource, opts: &Tag
             name: name.to_string(),
             ..Default::default()
         });
+    if opts.hold {
+        // The policy stays, with its seed; the tag holds the image given.
+        set_hold(&mut tag, pinned_digest(&from));
+        tag.generation = Some(next_generation);
+        match existing {
+            Some(i) => tags[i] = tag,
+            None => tags.push(tag),
+        }
+        return;
+    }
+    if opts.remove_policy {
+        if let Some(a) = tag.annotations.as_mut() {
+            a.retain(|k, _| !k.starts_with(crate::policy::PREFIX));
+        }
+    }
     tag.from = Some(from);
     tag.reference = opts.reference.then_some(true);
     tag.generation = docker.then_some(next_generation);
@@ -252,11 +319,19 @@ pub fn delete_tag(stream: &mut ImageStream, name: &str) -> bool {
 
 /// `rollback STREAM:TAG [--to=N|DIGEST]`: pin the tag to an earlier history item (default the
 /// previous one), as `oc tag STREAM@sha256:old STREAM:TAG` would. Returns (old, new) references.
+/// What a rollback did: the image it left, the image it went back to, and whether the tag's
+/// policy now holds it there (a policy tag keeps its seed and rule).
+pub struct RolledBack {
+    pub from: String,
+    pub to: String,
+    pub held: bool,
+}
+
 pub fn rollback(
     stream: &mut ImageStream,
     tag: &str,
     to: Option<&str>,
-) -> Result<(String, String), String> {
+) -> Result<RolledBack, String> {
     let name = stream.metadata.name.clone().unwrap_or_default();
     let items = stream
         .status_tag(tag)
@@ -290,6 +365,23 @@ pub fn rollback(
         namespace: None,
         api_version: None,
     };
+    if stream
+        .spec_tag(tag)
+        .is_some_and(|t| !crate::policy::keys::keys_of(t.annotations.as_ref()).is_empty())
+    {
+        // A policy tag keeps its seed and rule, and holds at the earlier image until the hold
+        // key is removed: rewriting `from` would lose both.
+        let opts = TagOptions {
+            hold: true,
+            ..Default::default()
+        };
+        set_tag(stream, tag, from, &opts);
+        return Ok(RolledBack {
+            from: current.docker_image_reference,
+            to: target.docker_image_reference,
+            held: true,
+        });
+    }
     let policy = stream
         .spec_tag(tag)
         .and_then(|t| t.reference_policy.clone());
@@ -302,10 +394,11 @@ pub fn rollback(
             ..Default::default()
         },
     );
-    Ok((
-        current.docker_image_reference,
-        target.docker_image_reference,
-    ))
+    Ok(RolledBack {
+        from: current.docker_image_reference,
+        to: target.docker_image_reference,
+        held: false,
+    })
 }
 
 /// `import-image NAME[:TAG]`: ask for an immediate import of one tag (or, with `all`, of every

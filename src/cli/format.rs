@@ -232,6 +232,7 @@ fn tag_block(
             }
         }
     }
+    out.push_str(&policy_block(stream, name));
     let generation = stream.metadata.generation.unwrap_or(0);
     let pending = spec.is_some_and(|t| {
         !t.is_reference()
@@ -269,6 +270,80 @@ fn tag_block(
     }
 }
 
+/// A policy tag's rule and its last evaluation: what it follows, why, and what waits. Empty
+/// for a tag without policy keys. Registry tag names are outside input: cleaned.
+pub fn policy_block(stream: &ImageStream, tag: &str) -> String {
+    use crate::api::untrusted::clean;
+    let Some(spec) = stream.spec_tag(tag) else {
+        return String::new();
+    };
+    let keys = crate::policy::keys::keys_of(spec.annotations.as_ref());
+    if keys.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let rule: Vec<String> = crate::policy::keys::KEYS
+        .iter()
+        .filter_map(|k| Some(format!("{k}={}", clean(keys.get(k)?, 200))))
+        .collect();
+    let _ = writeln!(out, "  Policy: {}", rule.join(" "));
+    let Some(p) = stream.status_tag(tag).and_then(|t| t.policy.as_ref()) else {
+        let _ = writeln!(out, "    not evaluated yet");
+        return out;
+    };
+    let selected = p
+        .selected
+        .as_ref()
+        .map_or("<none>".to_string(), |s| clean(&s.tag, 128));
+    let _ = writeln!(
+        out,
+        "    selected: {selected} ({}): {}",
+        clean(&p.reason, 64),
+        clean(&p.message, 512)
+    );
+    if let Some(pending) = &p.pending {
+        let at = pending
+            .eligible_at
+            .as_deref()
+            .map(|t| format!(", eligible at {}", clean(t, 64)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "    pending: {} ({}{at})",
+            clean(&pending.tag, 128),
+            clean(&pending.blocked_by, 64)
+        );
+    }
+    if let Some(l) = &p.listing {
+        let counts: Vec<String> = p
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{} {v}", clean(k, 32)))
+            .collect();
+        let complete = if l.complete { "complete" } else { "INCOMPLETE" };
+        let _ = writeln!(
+            out,
+            "    listed: {} tags in {} pages ({complete}); {}",
+            l.tags,
+            l.pages,
+            counts.join(", ")
+        );
+    }
+    if !p.candidates.is_empty() {
+        let best: Vec<String> = p.candidates.iter().map(|c| clean(&c.tag, 128)).collect();
+        let _ = writeln!(out, "    best: {}", best.join(", "));
+    }
+    for sample in &p.samples {
+        let _ = writeln!(
+            out,
+            "    e.g. {} rejected: {}",
+            clean(&sample.tag, 128),
+            clean(&sample.reason, 32)
+        );
+    }
+    out
+}
+
 /// `describe istag/STREAM:TAG`: the current image of the tag, with its metadata.
 pub fn describe_istag(stream: &ImageStream, tag: &str, now: Timestamp) -> Option<String> {
     let item = stream.status_tag(tag)?.items.first()?.clone();
@@ -284,7 +359,9 @@ pub fn describe_istag(stream: &ImageStream, tag: &str, now: Timestamp) -> Option
             image: item.image.clone(),
             ..Default::default()
         });
-    Some(describe_image(&details, &pull, Some(&item.created.0), now))
+    let mut out = describe_image(&details, &pull, Some(&item.created.0), now);
+    out.push_str(&policy_block(stream, tag));
+    Some(out)
 }
 
 /// `describe isimage/STREAM@DIGEST`: any image in the stream's history.

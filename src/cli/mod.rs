@@ -194,6 +194,8 @@ async fn tag(
         insecure: args.insecure,
         reference_policy: args.reference_policy.map(Into::into),
         import_mode: None,
+        remove_policy: args.remove_policy,
+        hold: args.hold,
     };
     // A copy (not an alias) of another stream's tag pins its current image: read that stream.
     let source_stream = match &source {
@@ -237,6 +239,7 @@ async fn set_tag_creating_stream(
         return Ok(());
     }
     update(api, stream, |s| {
+        edit::check_policy_tag(s, tag, from, opts).map_err(CliError::Usage)?;
         edit::set_tag(s, tag, from.clone(), opts);
         Ok(())
     })
@@ -637,11 +640,18 @@ async fn rollback(
     out: &mut String,
 ) -> Result<(), CliError> {
     let (_, stream, tag) = edit::parse_dest(tag_arg)?;
-    let (_, (old, new)) = update(streams, &stream, |s| {
+    let (_, done) = update(streams, &stream, |s| {
         edit::rollback(s, &tag, to).map_err(CliError::Usage)
     })
     .await?;
-    out.push_str(&format!("Tag {stream}:{tag} rolled back from {old} to {new}.\nIt now stays on that image: scheduled imports and triggers follow it only after you tag it again.\n"));
+    let after = match done.held {
+        true => format!("Its policy holds it there until you remove the annotation policy.imagestream-operator.io/hold from spec tag {tag} (or tag it again with --remove-policy)."),
+        false => "It now stays on that image: scheduled imports and triggers follow it only after you tag it again.".to_string(),
+    };
+    out.push_str(&format!(
+        "Tag {stream}:{tag} rolled back from {} to {}.\n{after}\n",
+        done.from, done.to
+    ));
     Ok(())
 }
 
