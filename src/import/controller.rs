@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::budget::{fit_with_condition, Fit, STATUS_BUDGET};
 use super::index::{SourceIndex, StreamsByNamespace};
+use super::listings::{self, Listings};
 use super::memory::{uid, Memory};
 use super::plan::{has_scheduled_tags, imports_needed, is_scheduled, Cause, Hints};
 use super::policy::{self, Step};
@@ -94,6 +95,8 @@ pub struct Context {
     pub scheduler: Scheduler,
     pub settings: Settings,
     pub memory: Memory,
+    /// Tag listings shared by the policy tags of a repository, one per interval.
+    pub listings: Listings,
     namespaces: Mutex<StreamsByNamespace>,
 }
 
@@ -112,6 +115,7 @@ impl Context {
         };
         Self {
             recorder: EventRecorder::new(client.clone(), reporter),
+            listings: Listings::new(listings::DEFAULT_BUDGET, scheduler.interval()),
             client,
             resolver,
             streams,
@@ -371,8 +375,14 @@ async fn import_tag(
         Ok(seed) if has_policy => seed,
         other => return resolve_tag(ctx, stream, tag, cause, other).await,
     };
-    let max = ctx.settings.max_listed_tags;
-    let evaluated = policy::evaluate(ctx.resolver.as_ref(), stream, spec, seed, max).await;
+    let sources = policy::Sources {
+        resolver: ctx.resolver.as_ref(),
+        listings: &ctx.listings,
+        max_tags: ctx.settings.max_listed_tags,
+    };
+    // The user asked: list afresh. Otherwise a listing of this interval serves every policy.
+    let reuse = cause != Cause::Requested;
+    let evaluated = policy::evaluate(&sources, stream, spec, seed, reuse).await;
     let (tag, mut outcome) = match evaluated.step {
         Step::Import(request) => resolve_tag(ctx, stream, tag, cause, Ok(request)).await,
         Step::Keep(image) => (

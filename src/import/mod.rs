@@ -6,6 +6,7 @@ pub mod budget;
 pub mod controller;
 pub mod history;
 pub mod index;
+pub mod listings;
 pub mod memory;
 pub mod metrics;
 pub mod plan;

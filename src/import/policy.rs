@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use parking_lot::Mutex;
 
+use super::listings::{tag_weight, Key, Listings, Turn};
 use crate::api::{
     reason, ImageStream, NamedTagEventList, PolicyCandidate, PolicyListing, PolicyPending,
     PolicySample, PolicySelection, TagPolicyStatus, TagReference,
@@ -37,13 +38,22 @@ pub struct Evaluated {
     pub status: TagPolicyStatus,
 }
 
-/// Evaluates `spec`'s policy; `seed` is the import request its `from.name` makes.
+/// Where listings come from: the registry, and the listings this interval already made.
+pub struct Sources<'a> {
+    pub resolver: &'a dyn ImageResolver,
+    pub listings: &'a Listings,
+    /// Tags one listing reads at most; more make it incomplete.
+    pub max_tags: usize,
+}
+
+/// Evaluates `spec`'s policy; `seed` is the import request its `from.name` makes. `reuse` lets
+/// a listing this interval already made serve (not for a user's re-import request).
 pub async fn evaluate(
-    resolver: &dyn ImageResolver,
+    sources: &Sources<'_>,
     stream: &ImageStream,
     spec: &TagReference,
     seed: ImportRequest,
-    max_tags: usize,
+    reuse: bool,
 ) -> Evaluated {
     let previous = previous_status(stream, &spec.name);
     let policy = match crate::policy::read(spec.annotations.as_ref()) {
@@ -73,17 +83,14 @@ pub async fn evaluate(
     // Whole seconds: first-seen times are written to status and read back.
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let listing = list(
-        resolver,
-        &seed,
-        max_tags,
-        &policy,
-        &seed_tag,
-        current.as_ref(),
-        &first_seen,
+    let choosing = Choosing {
+        policy: &policy,
+        seed_tag: &seed_tag,
+        current: current.as_ref(),
+        first_seen: &first_seen,
         now,
-    )
-    .await;
+    };
+    let listing = list(sources, &seed, reuse, &choosing).await;
     let (decision, listed) = match listing {
         Ok(done) => done,
         Err(e) => {
@@ -102,43 +109,106 @@ pub async fn evaluate(
     Evaluated { step, status }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn list(
-    resolver: &dyn ImageResolver,
-    seed: &ImportRequest,
-    max_tags: usize,
-    policy: &Policy,
-    seed_tag: &str,
-    current: Option<&Current>,
-    first_seen: &(dyn Fn(&str) -> Option<Timestamp> + Sync),
+/// What the selector needs besides the tags.
+struct Choosing<'a> {
+    policy: &'a Policy,
+    seed_tag: &'a str,
+    current: Option<&'a Current>,
+    first_seen: &'a (dyn Fn(&str) -> Option<Timestamp> + Sync),
     now: Timestamp,
+}
+
+impl Choosing<'_> {
+    fn selector(&self) -> Selector<'_> {
+        Selector::new(
+            self.policy,
+            self.seed_tag,
+            self.current,
+            self.first_seen,
+            self.now,
+        )
+    }
+}
+
+/// The listing of the seed's repository through the selector: the kept copy of this interval,
+/// or a listing of its own, streamed, and kept when it fits.
+async fn list(
+    sources: &Sources<'_>,
+    seed: &ImportRequest,
+    reuse: bool,
+    choosing: &Choosing<'_>,
 ) -> Result<(Decision, Listed), RegistryError> {
     let repository = seed.reference.repository_as_written();
     let repository = ImageRef::parse(repository).map_err(|e| RegistryError::Invalid {
         reference: repository.to_owned(),
         detail: e.cause,
     })?;
+    let per_namespace = sources.resolver.credentials_per_namespace();
+    let key = Key::new(&repository, seed.insecure, &seed.keyring, per_namespace);
+    let turn = match sources.listings.get_or_turn(&key, reuse).await {
+        Turn::Kept(tags, listed) => {
+            let mut selector = choosing.selector();
+            tags.iter().for_each(|t| selector.offer(t));
+            return Ok((selector.finish(listed.complete), listed));
+        }
+        Turn::List(turn) => turn,
+    };
     let request = ListRequest {
         repository,
         insecure: seed.insecure,
         keyring: seed.keyring.clone(),
-        max_tags,
+        max_tags: sources.max_tags,
         page_size: TAG_PAGE_SIZE,
     };
-    let fresh = || Selector::new(policy, seed_tag, current, first_seen, now);
-    let selector = Mutex::new((0u32, fresh()));
+    let budget = sources.listings.budget();
+    let state = Mutex::new(Listing::new(0, choosing));
     let sink = |page: TagPage| {
-        let mut guard = selector.lock();
-        if guard.0 != page.attempt {
-            *guard = (page.attempt, fresh());
+        let mut state = state.lock();
+        if state.attempt != page.attempt {
+            *state = Listing::new(page.attempt, choosing);
         }
-        for tag in &page.tags {
-            guard.1.offer(tag);
-        }
+        state.add(page.tags, budget);
     };
-    let listed = resolver.list_tags(request, &sink).await?;
-    let (_, selector) = selector.into_inner();
-    Ok((selector.finish(listed.complete), listed))
+    let listed = sources.resolver.list_tags(request, &sink).await?;
+    let state = state.into_inner();
+    if let Some(tags) = state.kept {
+        sources.listings.keep(&key, tags, listed);
+    }
+    drop(turn);
+    Ok((state.selector.finish(listed.complete), listed))
+}
+
+/// One attempt at a listing: the selector it feeds, and the copy kept while it fits the budget.
+struct Listing<'a> {
+    attempt: u32,
+    selector: Selector<'a>,
+    kept: Option<Vec<String>>,
+    bytes: usize,
+}
+
+impl<'a> Listing<'a> {
+    fn new(attempt: u32, choosing: &'a Choosing<'a>) -> Listing<'a> {
+        Listing {
+            attempt,
+            selector: choosing.selector(),
+            kept: Some(Vec::new()),
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, tags: Vec<String>, budget: usize) {
+        tags.iter().for_each(|t| self.selector.offer(t));
+        let bytes = tags
+            .iter()
+            .map(|t| tag_weight(t))
+            .fold(self.bytes, usize::saturating_add);
+        self.bytes = bytes;
+        match self.kept.as_mut() {
+            Some(_) if bytes > budget => self.kept = None,
+            Some(kept) => kept.extend(tags),
+            None => {}
+        }
+    }
 }
 
 fn previous_status(stream: &ImageStream, tag: &str) -> Option<TagPolicyStatus> {
@@ -338,6 +408,7 @@ mod tests {
     use crate::policy::PREFIX;
     use crate::registry::{Keyring, ResolvedImage};
     use futures::future::BoxFuture;
+    use std::time::Duration;
 
     /// Lists `pages`, restarting once after the first page when `restart` (a retry with the
     /// next credential), or failing with `error`.
@@ -437,7 +508,23 @@ mod tests {
     }
 
     async fn run(resolver: &Lister, s: &ImageStream) -> Evaluated {
-        evaluate(resolver, s, &s.spec_tags()[0], seed(s), 1000).await
+        let listings = Listings::new(0, Duration::ZERO);
+        evaluate(
+            &sources(resolver, &listings),
+            s,
+            &s.spec_tags()[0],
+            seed(s),
+            true,
+        )
+        .await
+    }
+
+    fn sources<'a>(resolver: &'a Lister, listings: &'a Listings) -> Sources<'a> {
+        Sources {
+            resolver,
+            listings,
+            max_tags: 1000,
+        }
     }
 
     fn imports(step: &Step) -> String {
@@ -486,7 +573,15 @@ mod tests {
         let mut seed = seed(&s);
         seed.known = crate::import::requests::known_image(&s, "stable");
         let lister = Lister::of(vec![vec!["1.25.3", "1.25.4"]]);
-        let e = evaluate(&lister, &s, &s.spec_tags()[0], seed.clone(), 1000).await;
+        let listings = Listings::new(0, Duration::ZERO);
+        let e = evaluate(
+            &sources(&lister, &listings),
+            &s,
+            &s.spec_tags()[0],
+            seed.clone(),
+            true,
+        )
+        .await;
         assert_eq!(e.status.reason, "Current");
         match e.step {
             Step::Import(r) => {
@@ -579,5 +674,44 @@ mod tests {
             e.status.message
         );
         assert!(lister.listed.lock().is_empty());
+    }
+
+    fn secret_for(registry: &str) -> k8s_openapi::api::core::v1::Secret {
+        let config = serde_json::json!({"auths": {registry: {"username": "u", "password": "p"}}});
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pull", "namespace": "default"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {},
+            "data": {".dockerconfigjson": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, config.to_string())}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_listing_serves_every_policy_of_the_interval_and_credential() {
+        let lister = Lister::of(vec![vec!["1.0.0", "1.25.4", "2.0.0"]]);
+        let listings = Listings::new(1 << 20, Duration::from_secs(60));
+        let src = sources(&lister, &listings);
+        let narrow = stream(&[("semver", "~1.25")], None);
+        let wide = stream(&[("semver", "*")], None);
+        let e = evaluate(&src, &narrow, &narrow.spec_tags()[0], seed(&narrow), true).await;
+        assert_eq!(imports(&e.step), "reg.example/app:1.25.4");
+        let e = evaluate(&src, &wide, &wide.spec_tags()[0], seed(&wide), true).await;
+        assert_eq!(imports(&e.step), "reg.example/app:2.0.0");
+        assert_eq!(e.status.listing.map(|l| l.tags), Some(3));
+        assert_eq!(
+            lister.listed.lock().len(),
+            1,
+            "the second policy read the kept listing"
+        );
+        // A user's re-import request lists afresh.
+        evaluate(&src, &wide, &wide.spec_tags()[0], seed(&wide), false).await;
+        assert_eq!(lister.listed.lock().len(), 2);
+        // Another credential never reads what this one listed.
+        let mut private = seed(&wide);
+        private.keyring = Keyring::from_secrets([&secret_for("reg.example")]).0;
+        evaluate(&src, &wide, &wide.spec_tags()[0], private, true).await;
+        assert_eq!(lister.listed.lock().len(), 3);
+        assert!(listings.kept_bytes() > 0);
     }
 }

@@ -134,6 +134,13 @@ pub trait ImageResolver: Send + Sync {
         sink: &'a TagSink<'a>,
     ) -> BoxFuture<'a, Result<Listed, RegistryError>>;
 
+    /// Whether the credentials this resolver may use can differ per namespace beyond the
+    /// namespace's pull secrets (credential providers minting per-namespace tokens), so that
+    /// what one namespace listed is never handed to another.
+    fn credentials_per_namespace(&self) -> bool {
+        true
+    }
+
     /// Requests per second this resolver allows itself towards `registry` (its budget), so the
     /// schedule can stretch when scheduled checks would not fit; `None` when unlimited.
     fn request_rate(&self, _registry: &str) -> Option<f64> {

@@ -602,6 +602,10 @@ impl ImageResolver for RegistryResolver {
         })
     }
 
+    fn credentials_per_namespace(&self) -> bool {
+        self.inner.config.providers.is_some()
+    }
+
     fn request_rate(&self, registry: &str) -> Option<f64> {
         let budgets = &self.inner.config.transport.budgets;
         let budget = budgets
