@@ -421,10 +421,11 @@ async fn a_stream_whose_status_cannot_be_stored_does_not_stall_the_schedule() {
             }
         })
         .await;
-    let filler = "x".repeat(6000);
+    // 6,000 characters per tag, in values within the CRD's 2,048 per annotation.
+    let filler = "x".repeat(2000);
     let tags: Vec<Value> = (0..TAGS)
         .map(|i| {
-            json!({"name": format!("t{i}"), "annotations": {"filler": filler},
+            json!({"name": format!("t{i}"), "annotations": {"filler-a": filler, "filler-b": filler, "filler-c": filler},
                 "from": {"kind": "DockerImage", "name": format!("{}/big/app:t{i}", reg.addr)},
                 "importPolicy": {"scheduled": true}})
         })

@@ -191,13 +191,18 @@ async fn cluster(prefix: &str) -> (Client, String, Cleanup) {
     .unwrap();
     let ns = format!("{prefix}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    // A test of the same prefix before this one may have left its namespace terminating (the
+    // turn is handed over without waiting for it): wait for it here, where it matters.
+    for attempt in 0.. {
+        match namespaces.create(&PostParams::default(), &object).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 240 => {
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
+            Err(e) => panic!("creating namespace {ns}: {e}"),
+        }
+    }
     let mut cleanup = Cleanup::default();
     cleanup.turn = Some(turn);
     cleanup.namespace(&ns);
