@@ -26,7 +26,7 @@ else
     eval "$(ISNODE_OPERATOR_BIN=none $node/node-up.sh)"
   fi
   push_to=$ISNODE_REGISTRY_HOST pull_from=$ISNODE_REGISTRY base=docker://$ISNODE_REGISTRY_HOST/busybox:1.35
-  down="$node/node-down.sh"
+  down="ISNODE_RUN=${ISNODE_RUN:-<its state dir>} $node/node-down.sh"
 fi
 command -v helm >/dev/null || . .ci/tools.sh >/dev/null
 
