@@ -11,29 +11,14 @@ use std::time::Instant;
 use common::{Registry, TokenServer};
 use futures::StreamExt;
 use imagestream_operator::api::ImportMode;
-use imagestream_operator::registry::budget::Budget;
 use imagestream_operator::registry::oci::MANIFEST_TYPES;
-use imagestream_operator::registry::policy::RegistryPolicy;
-use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
+use imagestream_operator::registry::resolver::RegistryResolver;
 use imagestream_operator::registry::{ImageRef, ImageResolver, ImportRequest, Keyring};
 
 const CONCURRENCY: usize = 16;
 
 fn resolver(addr: &str) -> RegistryResolver {
-    let mut config = ResolverConfig::with_policy(RegistryPolicy {
-        insecure: vec![addr.to_string()],
-        ..Default::default()
-    });
-    // The default budget (20/s) is for remote registries; measure the client, not the budget.
-    config.transport.budgets.insert(
-        addr.to_string(),
-        Budget {
-            per_second: 1_000_000,
-            burst: 1_000_000,
-            concurrency: CONCURRENCY,
-        },
-    );
-    RegistryResolver::new(config).expect("resolver")
+    common::unbudgeted_resolver(addr, CONCURRENCY)
 }
 
 fn request(reference: &str, keyring: &Keyring) -> ImportRequest {

@@ -159,6 +159,14 @@ impl FaultProxy {
         });
     }
 
+    /// Requests seen so far whose method is `method` and whose path contains `pattern`.
+    pub fn count(&self, method: &str, pattern: &str) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(m, p)| m == method && p.contains(pattern))
+            .count()
+    }
+
     /// Requests seen so far by method, e.g. `{"HEAD": 20, "GET": 40}`.
     pub fn methods(&self) -> std::collections::BTreeMap<String, usize> {
         let mut out = std::collections::BTreeMap::new();
@@ -223,7 +231,13 @@ async fn paginate(mut client: tokio::net::TcpStream, head: &RequestHead, upstrea
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(0, |p| p + 4);
-    let list: serde_json::Value = serde_json::from_slice(&response[body_at..]).unwrap_or_default();
+    // A list longer than Go's 4 KiB response buffer comes chunked.
+    let head_text = String::from_utf8_lossy(&response[..body_at]).to_ascii_lowercase();
+    let body = match head_text.contains("transfer-encoding: chunked") {
+        true => dechunk(&response[body_at..]),
+        false => response[body_at..].to_vec(),
+    };
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let mut tags: Vec<String> = list["tags"]
         .as_array()
         .map(|a| {
@@ -246,6 +260,23 @@ async fn paginate(mut client: tokio::net::TcpStream, head: &RequestHead, upstrea
     }
     let body = serde_json::json!({"name": list["name"], "tags": page}).to_string();
     respond(&mut client, "200 OK", &headers, body.as_bytes()).await
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16);
+        let Ok(size) = size else { break };
+        let start = line_end + 2;
+        if size == 0 || rest.len() < start + size {
+            break;
+        }
+        body.extend_from_slice(&rest[start..start + size]);
+        rest = rest.get(start + size + 2..).unwrap_or_default();
+    }
+    body
 }
 
 async fn upstream_response(head: &RequestHead, upstream: &str) -> Option<Vec<u8>> {

@@ -367,3 +367,25 @@ pub fn keyring_for(
     assert!(skipped.is_empty());
     keyring
 }
+
+/// A resolver that may use plain HTTP to `addr` and is limited only by `concurrency`: the
+/// benchmarks measure the client, not the default budget (20/s, meant for remote registries).
+pub fn unbudgeted_resolver(
+    addr: &str,
+    concurrency: usize,
+) -> imagestream_operator::registry::resolver::RegistryResolver {
+    use imagestream_operator::registry::budget::Budget;
+    use imagestream_operator::registry::policy::RegistryPolicy;
+    use imagestream_operator::registry::resolver::{RegistryResolver, ResolverConfig};
+    let mut config = ResolverConfig::with_policy(RegistryPolicy {
+        insecure: vec![addr.to_string()],
+        ..Default::default()
+    });
+    let unlimited = Budget {
+        per_second: 1_000_000,
+        burst: 1_000_000,
+        concurrency,
+    };
+    config.transport.budgets.insert(addr.to_string(), unlimited);
+    RegistryResolver::new(config).expect("resolver")
+}
