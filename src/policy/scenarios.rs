@@ -450,3 +450,30 @@ fn the_seed_is_where_a_new_policy_starts_when_nothing_is_newer() {
         (Some("1.25.3"), Reason::Seed)
     );
 }
+
+#[test]
+fn what_a_registry_lists_that_is_no_tag_is_never_chosen() {
+    let long = "9".repeat(129);
+    let tags = [
+        "1.0.0",
+        "zz\u{1b}[2J",
+        "-9.0.0",
+        ".9",
+        long.as_str(),
+        "9.0.0 ",
+        "9.0.0\n",
+    ];
+    let d = decide(
+        &policy(&[("alphabetical", "highest")]),
+        "1.0.0",
+        None,
+        &tags,
+    );
+    assert_eq!(d.selected.as_deref(), Some("1.0.0"));
+    assert_eq!(count(&d, Rejection::Unparsable), 6);
+    assert!(
+        d.samples.is_empty(),
+        "no sample of a non-tag reaches status: {:?}",
+        d.samples
+    );
+}

@@ -198,6 +198,13 @@ fn split_flavor(tag: &str) -> (&str, &str, &str) {
     (core, pre, flavor.trim_start_matches('-'))
 }
 
+/// The registry tag grammar (`[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`): a registry is outside input,
+/// and whatever it lists that is no tag never reaches a pull spec, status or a terminal.
+fn tag_grammar(tag: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-';
+    !tag.is_empty() && tag.len() <= MAX_TAG && tag.bytes().all(ok) && !tag.starts_with(['.', '-'])
+}
+
 /// `alpha`, `beta2`, `rc.1`, `M3`…: words that mark a prerelease rather than a flavour.
 fn prerelease_word(id: &str) -> bool {
     const WORDS: [&str; 12] = [
@@ -293,7 +300,8 @@ impl<'a> Selector<'a> {
         if let Some(count) = self.counts.rejected.get_mut(i) {
             *count = count.saturating_add(1);
         }
-        if let Some(sample) = self.samples.get_mut(i) {
+        // Only a tag the grammar accepts is worth showing (and safe to write to status).
+        if let Some(sample) = self.samples.get_mut(i).filter(|_| tag_grammar(tag)) {
             if sample
                 .as_deref()
                 .is_none_or(|s| s.as_bytes() < tag.as_bytes())
@@ -319,7 +327,7 @@ impl<'a> Selector<'a> {
     /// The tag's rank, or why it is no candidate (with its rank when it parsed).
     fn judge(&self, tag: &str) -> Result<Candidate, (Rejection, Option<Rank>)> {
         let policy = self.policy;
-        if tag.len() > MAX_TAG || tag.is_empty() {
+        if !tag_grammar(tag) {
             return Err((Rejection::Unparsable, None));
         }
         if self.signature.is_match(tag) || policy.exclude.as_ref().is_some_and(|r| r.is_match(tag))
