@@ -203,6 +203,16 @@ async fn cluster(prefix: &str) -> (Client, String, Cleanup) {
             Err(e) => panic!("creating namespace {ns}: {e}"),
         }
     }
+    // Pods need the namespace's default ServiceAccount, which the controller manager creates a
+    // moment later (later still while it removes the previous test's namespace).
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &ns);
+    for _ in 0..300 {
+        if matches!(accounts.get_opt("default").await, Ok(Some(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut cleanup = Cleanup::default();
     cleanup.turn = Some(turn);
     cleanup.namespace(&ns);
