@@ -17,6 +17,12 @@ use regex::Regex;
 use super::keys::{Flavor, Hold, Kind, Order, Policy};
 use super::version::{Decimal, Version};
 
+/// Signature and attestation tags (`sha256-<hex>.sig`, `.att`, `.sbom`): never versions.
+static SIGNATURE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+    Regex::new(r"^sha256-[a-f0-9]{64}(\..+)?$")
+        .unwrap_or_else(|e| unreachable!("constant regex: {e}"))
+});
+
 /// Candidates kept (and shown in status).
 pub const TOP: usize = 5;
 /// The registry tag grammar's limit; anything longer is not a tag.
@@ -247,7 +253,6 @@ pub struct Selector<'a> {
     current: Option<&'a Current>,
     first_seen: &'a (dyn Fn(&str) -> Option<Timestamp> + Sync),
     now: Timestamp,
-    signature: Regex,
     top: Vec<Candidate>,
     current_candidate: Option<Candidate>,
     seed_candidate: Option<Candidate>,
@@ -272,8 +277,6 @@ impl<'a> Selector<'a> {
             current,
             first_seen,
             now,
-            signature: Regex::new(r"^sha256-[a-f0-9]{64}(\..+)?$")
-                .unwrap_or_else(|e| unreachable!("constant regex: {e}")),
             top: Vec::with_capacity(TOP + 1),
             current_candidate: None,
             seed_candidate: None,
@@ -330,8 +333,7 @@ impl<'a> Selector<'a> {
         if !tag_grammar(tag) {
             return Err((Rejection::Unparsable, None));
         }
-        if self.signature.is_match(tag) || policy.exclude.as_ref().is_some_and(|r| r.is_match(tag))
-        {
+        if SIGNATURE.is_match(tag) || policy.exclude.as_ref().is_some_and(|r| r.is_match(tag)) {
             return Err((Rejection::Excluded, None));
         }
         let key = match &policy.pattern {
